@@ -1,0 +1,116 @@
+import type { MeterEvent, Reading } from "@edgemeter/shared";
+
+/** A reading as the bus scheduler produces it: everything but the seq the outbox assigns. */
+export type NewReading = Omit<Reading, "seq">;
+
+/**
+ * Where an unsynced reading sits on the boot's monotonic clock, so it can be re-stamped once
+ * the wall clock is right. `monotonicMsOf` returns boot-relative milliseconds for a reading.
+ */
+export interface UnsyncedStamp {
+  bootId: string;
+  monotonicMsOf: (reading: NewReading) => number;
+}
+
+/** Thinning and dropping under the disk cap, and the cap itself (DESIGN "Storage"). */
+export interface OutboxStats {
+  /** Unsent readings. */
+  depth: number;
+  oldestTs: string | null;
+  /** Bytes of live database pages (page_count - freelist_count) * page_size. */
+  usedBytes: number;
+  /** The configured cap; null = none. */
+  capBytes: number | null;
+  /** Interval readings deleted unsent to make room, keeping one energy reading per meter and 15 minutes. Since the outbox was created. */
+  thinnedReadings: number;
+  /** Readings deleted unsent after thinning could not make room. Since the outbox was created. */
+  droppedReadings: number;
+  /** Fault events not yet acknowledged by the broker. */
+  pendingEvents: number;
+}
+
+export interface BatchLimits {
+  /** Most readings in one batch (>= 1). */
+  maxReadings: number;
+  /**
+   * Most bytes the batch's readings may take as a JSON array (UTF-8), so the publisher can
+   * add its envelope and stay under the broker's limit (MAX_PAYLOAD_BYTES).
+   */
+  maxBytes: number;
+}
+
+export interface RawOutboxBatch {
+  /** Seqs of the readings, ascending. Empty when nothing is due. */
+  seqs: number[];
+  /** `[reading,reading,...]`: the readings' JSON joined, `bytes` long (UTF-8). */
+  json: string;
+  bytes: number;
+}
+
+export interface OutboxBatch {
+  /** Oldest unsent readings, in seq order. Empty when the outbox is empty. */
+  readings: Reading[];
+  /** UTF-8 length of `JSON.stringify(readings)`. */
+  bytes: number;
+}
+
+/**
+ * The gateway's durable store of unsent readings: the source of truth (DESIGN "Storage").
+ * A reading is written here before anything else happens to it and leaves only when
+ * `ack` is called after the broker acknowledged its batch. Synchronous because the one
+ * adapter (SQLite via better-sqlite3) is; calls are short and bounded.
+ */
+export interface Outbox {
+  /**
+   * Stores readings atomically (all or none), assigning each a `seq` that rises
+   * monotonically per gateway, survives restarts and is never reused, even after deletes.
+   * @returns the stored readings with their seq, in the given order.
+   * @throws EdgemeterError `storage.full` (disk full) or `storage.write`, both retryable, when the
+   *   database cannot be written.
+   */
+  append(readings: readonly NewReading[], unsynced?: UnsyncedStamp): Reading[];
+  /**
+   * Re-stamps the readings taken unsynced during boot `bootId` (DESIGN "Time"): ts = their
+   * boot-relative monotonic time + `wallMinusMonotonicMs`, clock "synced". seq is untouched.
+   * @returns how many readings were re-stamped.
+   */
+  restamp(bootId: string, wallMinusMonotonicMs: number): number;
+  /**
+   * The oldest unsent readings within `limits`. A batch holds at least one reading when the
+   * outbox is not empty, even if that one reading alone exceeds `maxBytes` (a reading is
+   * bounded by the wire schema far below the broker limit, so this cannot stall the queue).
+   * Does not remove anything: calling twice returns the same batch.
+   */
+  nextBatch(limits: BatchLimits): OutboxBatch;
+  /**
+   * Like nextBatch, but only readings with seq > `afterSeq` (for a window of batches in flight)
+   * and held back at the first reading `hold` returns true for (an unsynced reading waiting to
+   * be re-stamped), so readings leave in seq order.
+   */
+  nextBatchAfter(afterSeq: number, limits: BatchLimits, hold?: (reading: Reading) => boolean): OutboxBatch;
+  /**
+   * nextBatchAfter for the publisher's hot path: the readings as the JSON text of an array,
+   * exactly as stored (no parse and re-serialise per reading), with their seqs.
+   */
+  nextRawBatchAfter(afterSeq: number, limits: BatchLimits, hold?: (reading: Reading) => boolean): RawOutboxBatch;
+  /** Stores fault events; an event already stored (same eventId and state) is ignored. */
+  appendEvents(events: readonly MeterEvent[]): void;
+  /** Up to `limit` unsent events, oldest first, with the row ids `ackEvents` takes. */
+  nextEvents(limit: number): Array<{ rowId: number; event: MeterEvent }>;
+  /** Marks events as sent; they stay (the newest few hundred) for the status page. */
+  ackEvents(rowIds: readonly number[]): void;
+  /** The newest events, newest first, sent or not. */
+  recentEvents(limit: number): MeterEvent[];
+  /** Depth, disk use and the thinned/dropped counters, for status and logs. */
+  stats(): OutboxStats;
+  /** Deletes the readings with these seqs (unknown seqs are ignored). @returns how many were deleted. */
+  ack(seqs: readonly number[]): number;
+  /** Number of unsent readings. */
+  depth(): number;
+  /** `ts` of the oldest unsent reading (lowest seq), or null when empty. */
+  oldestTs(): string | null;
+  /** Registers a listener called after each successful append; returns an unsubscribe function. */
+  onAppend(listener: () => void): () => void;
+  /** Closes the store; later calls throw. Idempotent. */
+  close(): void;
+}

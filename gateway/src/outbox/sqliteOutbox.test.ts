@@ -1,0 +1,214 @@
+import path from "node:path";
+import type { Reading } from "@edgemeter/shared";
+import { tempDir } from "@edgemeter/shared/testing";
+import { afterEach, describe, expect, it } from "vitest";
+import type { NewReading } from "./outbox.js";
+import { SqliteOutbox, THIN_BUCKET_MS } from "./sqliteOutbox.js";
+
+function reading(meterId: string, second: number): NewReading {
+  return {
+    meterId,
+    ts: new Date(Date.UTC(2026, 0, 1, 0, 0, second)).toISOString(),
+    clock: "synced",
+    values: { voltageL1V: 230 + second / 10, importEnergyKwh: 1000 + second },
+  };
+}
+
+describe("SqliteOutbox (real SQLite file)", () => {
+  const cleanups: Array<() => void> = [];
+  afterEach(() => {
+    for (const cleanup of cleanups.splice(0)) cleanup();
+  });
+  function open(dir?: string): { outbox: SqliteOutbox; file: string } {
+    let base = dir;
+    if (base === undefined) {
+      const temp = tempDir("outbox");
+      cleanups.push(temp.remove);
+      base = temp.dir;
+    }
+    const file = path.join(base, "nested", "outbox.sqlite");
+    const outbox = new SqliteOutbox({ file });
+    cleanups.unshift(() => outbox.close());
+    return { outbox, file };
+  }
+
+  it("runs in WAL mode", () => {
+    const { outbox } = open();
+    expect(outbox.journalMode()).toBe("wal");
+  });
+
+  it("assigns seq from 0 and continues after close/reopen and after deletes, never reusing one", () => {
+    const { dir, remove } = tempDir("outbox");
+    cleanups.push(remove);
+    const first = open(dir).outbox;
+    expect(first.append([reading("m1", 0), reading("m2", 0)]).map((r) => r.seq)).toEqual([0, 1]);
+    expect(first.append([reading("m1", 1)]).map((r) => r.seq)).toEqual([2]);
+    // Ack everything: the table is empty, yet the next seq must not restart at 0 or reuse 2.
+    expect(first.ack([0, 1, 2])).toBe(3);
+    expect(first.depth()).toBe(0);
+    first.close();
+
+    const second = open(dir).outbox;
+    expect(second.append([reading("m1", 2)]).map((r) => r.seq)).toEqual([3]);
+    expect(second.nextBatch({ maxReadings: 10, maxBytes: 100_000 }).readings).toEqual([
+      { ...reading("m1", 2), seq: 3 },
+    ]);
+  });
+
+  it("deletes only the acked readings and ignores unknown seqs", () => {
+    const { outbox } = open();
+    outbox.append([reading("m1", 0), reading("m1", 1), reading("m1", 2), reading("m1", 3)]);
+    expect(outbox.ack([1, 3, 99])).toBe(2);
+    expect(outbox.depth()).toBe(2);
+    expect(outbox.nextBatch({ maxReadings: 10, maxBytes: 100_000 }).readings.map((r) => r.seq)).toEqual([0, 2]);
+    expect(outbox.oldestTs()).toBe(reading("m1", 0).ts);
+    outbox.ack([0]);
+    expect(outbox.oldestTs()).toBe(reading("m1", 2).ts);
+  });
+
+  it("returns the oldest readings in seq order within maxReadings and maxBytes, without removing them", () => {
+    const { outbox } = open();
+    outbox.append(Array.from({ length: 50 }, (_, i) => reading(`m${i % 3}`, i)));
+    const byCount = outbox.nextBatch({ maxReadings: 7, maxBytes: 1_000_000 });
+    expect(byCount.readings.map((r) => r.seq)).toEqual([0, 1, 2, 3, 4, 5, 6]);
+
+    const maxBytes = 1_000;
+    const byBytes = outbox.nextBatch({ maxReadings: 500, maxBytes });
+    const json = JSON.stringify(byBytes.readings);
+    expect(Buffer.byteLength(json)).toBe(byBytes.bytes);
+    expect(byBytes.bytes).toBeLessThanOrEqual(maxBytes);
+    // It is the largest prefix that fits: one more reading would exceed the limit.
+    const oneMore = outbox.nextBatch({ maxReadings: byBytes.readings.length + 1, maxBytes: 1_000_000 });
+    expect(Buffer.byteLength(JSON.stringify(oneMore.readings))).toBeGreaterThan(maxBytes);
+    expect(byBytes.readings[0]?.seq).toBe(0);
+    expect(outbox.depth()).toBe(50);
+  });
+
+  it("keeps errors, leaves empty errors out, and returns an empty batch when empty", () => {
+    const { outbox } = open();
+    expect(outbox.nextBatch({ maxReadings: 10, maxBytes: 1000 })).toEqual({ readings: [], bytes: 0 });
+    expect(outbox.oldestTs()).toBeNull();
+    const withErrors = { ...reading("m1", 0), errors: [{ code: "modbus.timeout", message: "no answer" }] };
+    outbox.append([withErrors, { ...reading("m1", 1), errors: [] }]);
+    const [a, b] = outbox.nextBatch({ maxReadings: 10, maxBytes: 100_000 }).readings;
+    expect(a?.errors).toEqual(withErrors.errors);
+    expect(b && "errors" in b).toBe(false);
+  });
+
+  it("notifies append listeners after the write is stored", () => {
+    const { outbox } = open();
+    const depths: number[] = [];
+    const unsubscribe = outbox.onAppend(() => depths.push(outbox.depth()));
+    outbox.append([reading("m1", 0)]);
+    unsubscribe();
+    outbox.append([reading("m1", 1)]);
+    expect(depths).toEqual([1]);
+  });
+
+  describe("disk cap", () => {
+    /** One reading per meter every 10 s, `hours` long, for 2 meters: 720 readings per hour. */
+    function outage(hours: number): NewReading[] {
+      const out: NewReading[] = [];
+      for (let s = 0; s < hours * 3_600; s += 10) {
+        for (const meterId of ["meter-a", "meter-b"]) {
+          out.push({
+            meterId,
+            ts: new Date(Date.UTC(2026, 0, 1) + s * 1_000).toISOString(),
+            clock: "synced",
+            values: { voltageL1V: 230, currentL1A: 5, activePowerW: 1_150, importEnergyKwh: 1_000 + s / 3_600 },
+          });
+        }
+      }
+      return out;
+    }
+
+    it("thins old detail to one energy reading per meter and 15 minutes before dropping, and counts it", () => {
+      const temp = tempDir("outbox-cap");
+      cleanups.push(temp.remove);
+      const file = path.join(temp.dir, "outbox.sqlite");
+      const capBytes = 400 * 1_024;
+      const outbox = new SqliteOutbox({ file, capBytes });
+      cleanups.unshift(() => outbox.close());
+      const all = outage(6); // 4,320 readings, ~1 MB: well over the cap
+      for (let i = 0; i < all.length; i += 20) outbox.append(all.slice(i, i + 20)); // a poll round at a time
+      const stats = outbox.stats();
+      expect(stats.usedBytes).toBeLessThanOrEqual(capBytes);
+      expect(stats.thinnedReadings).toBeGreaterThan(0);
+      expect(stats.thinnedReadings + stats.droppedReadings + stats.depth).toBe(all.length);
+      // Nothing was dropped: thinning alone made room, so every 15-minute bucket of every meter
+      // still has its energy reading, the first one of the bucket.
+      expect(stats.droppedReadings).toBe(0);
+      const left: Reading[] = [];
+      for (;;) {
+        const batch = outbox.nextBatchAfter(left.at(-1)?.seq ?? -1, { maxReadings: 1_000, maxBytes: 1e9 });
+        if (batch.readings.length === 0) break;
+        left.push(...batch.readings);
+      }
+      for (const meterId of ["meter-a", "meter-b"]) {
+        const tsOfMeter = new Set(left.filter((r) => r.meterId === meterId).map((r) => r.ts));
+        for (let bucket = 0; bucket < 6 * 4; bucket++) {
+          const first = new Date(Date.UTC(2026, 0, 1) + bucket * THIN_BUCKET_MS).toISOString();
+          expect(tsOfMeter.has(first), `${meterId} ${first}`).toBe(true);
+        }
+      }
+      // The newest detail is the last to go: the final minutes are complete.
+      expect(left.slice(-12).map((r) => r.ts)).toEqual(all.slice(-12).map((r) => r.ts));
+      // Counters survive a restart.
+      outbox.close();
+      const reopened = new SqliteOutbox({ file, capBytes });
+      cleanups.unshift(() => reopened.close());
+      expect(reopened.stats()).toMatchObject({ thinnedReadings: stats.thinnedReadings, droppedReadings: 0 });
+    });
+
+    it("drops the oldest readings, counted, once thinning cannot make room", () => {
+      const temp = tempDir("outbox-cap");
+      cleanups.push(temp.remove);
+      const capBytes = 64 * 1_024;
+      const outbox = new SqliteOutbox({ file: path.join(temp.dir, "outbox.sqlite"), capBytes });
+      cleanups.unshift(() => outbox.close());
+      // One reading per 15 minutes: nothing to thin, so only dropping can make room.
+      const sparse: NewReading[] = Array.from({ length: 2_000 }, (_, i) => ({
+        meterId: "meter-a",
+        ts: new Date(Date.UTC(2026, 0, 1) + i * THIN_BUCKET_MS).toISOString(),
+        clock: "synced",
+        values: { voltageL1V: 230, importEnergyKwh: i },
+      }));
+      for (let i = 0; i < sparse.length; i += 10) outbox.append(sparse.slice(i, i + 10));
+      const stats = outbox.stats();
+      expect(stats.usedBytes).toBeLessThanOrEqual(capBytes);
+      expect(stats.thinnedReadings).toBe(0);
+      expect(stats.droppedReadings).toBeGreaterThan(0);
+      expect(stats.droppedReadings + stats.depth).toBe(sparse.length);
+      // The oldest went: what is left is the newest, contiguous.
+      expect(outbox.oldestTs()).toBe(sparse[stats.droppedReadings]?.ts);
+    });
+  });
+
+  it("re-stamps the unsynced readings of this boot from their monotonic time, keeping seq", () => {
+    const { outbox } = open();
+    const bootId = "boot-1";
+    // Unsynced: the wall clock says 1970 + a bit; the monotonic clock says 5 s, 6 s after boot.
+    const unsynced: NewReading[] = [5_000, 6_000].map((monoMs) => ({
+      meterId: "m1",
+      ts: new Date(monoMs).toISOString(),
+      clock: "unsynced",
+      values: { importEnergyKwh: monoMs },
+    }));
+    const monotonic = new Map(unsynced.map((r, i) => [r, [5_000, 6_000][i] as number]));
+    outbox.append(unsynced, { bootId, monotonicMsOf: (r) => monotonic.get(r) ?? Number.NaN });
+    outbox.append([reading("m2", 1)]); // synced: untouched
+    outbox.append([{ ...reading("m3", 2), clock: "unsynced" }], { bootId: "older-boot", monotonicMsOf: () => 1 });
+    // Synchronised: wall - monotonic = 2026-01-01T00:00:00Z - 0.
+    const offset = Date.UTC(2026, 0, 1);
+    expect(outbox.restamp(bootId, offset)).toBe(2);
+    expect(outbox.restamp(bootId, offset)).toBe(0); // once
+    const batch = outbox.nextBatch({ maxReadings: 10, maxBytes: 1e6 }).readings;
+    expect(batch.map((r) => [r.seq, r.meterId, r.ts, r.clock])).toEqual([
+      [0, "m1", "2026-01-01T00:00:05.000Z", "synced"],
+      [1, "m1", "2026-01-01T00:00:06.000Z", "synced"],
+      [2, "m2", "2026-01-01T00:00:01.000Z", "synced"],
+      // Another boot's monotonic clock means nothing now: it stays unsynced (the cloud knows what that means).
+      [3, "m3", "2026-01-01T00:00:02.000Z", "unsynced"],
+    ]);
+  });
+});

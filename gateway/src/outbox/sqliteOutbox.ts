@@ -1,0 +1,442 @@
+import { mkdirSync } from "node:fs";
+import path from "node:path";
+import { EdgemeterError, type MeterEvent, type Reading } from "@edgemeter/shared";
+import Database from "better-sqlite3";
+import type {
+  BatchLimits,
+  NewReading,
+  Outbox,
+  OutboxBatch,
+  OutboxStats,
+  RawOutboxBatch,
+  UnsyncedStamp,
+} from "./outbox.js";
+
+/** Billing needs energy registers at 15-minute resolution (DESIGN "Storage"): thinning keeps one per bucket. */
+export const THIN_BUCKET_MS = 15 * 60 * 1_000;
+/** Sent events kept for the status page. */
+const KEPT_SENT_EVENTS = 500;
+
+/** Schema versions, applied in order; `PRAGMA user_version` records the last one applied. */
+const MIGRATIONS: readonly string[] = [
+  `CREATE TABLE outbox (
+     seq INTEGER PRIMARY KEY,      -- assigned from outbox_counter, never reused
+     meter_id TEXT NOT NULL,
+     ts TEXT NOT NULL,
+     reading TEXT NOT NULL,        -- the wire Reading as JSON, seq included
+     bytes INTEGER NOT NULL        -- UTF-8 length of reading, for batch sizing without re-encoding
+   ) STRICT;
+   -- The seq counter lives in its own row rather than in max(seq)+1 so that deleting the
+   -- newest readings (an ack of everything) can never hand the same seq out twice.
+   CREATE TABLE outbox_counter (id INTEGER PRIMARY KEY CHECK (id = 1), next_seq INTEGER NOT NULL) STRICT;
+   INSERT INTO outbox_counter (id, next_seq) VALUES (1, 0);`,
+  // Durability issue: thinning under the disk cap, fault events, re-stamping unsynced readings.
+  `ALTER TABLE outbox ADD COLUMN bucket15 INTEGER NOT NULL DEFAULT 0; -- floor(ts / 15 min), for thinning
+   ALTER TABLE outbox ADD COLUMN energy INTEGER NOT NULL DEFAULT 0;   -- 1: carries an energy register
+   ALTER TABLE outbox ADD COLUMN boot_id TEXT;                        -- unsynced readings only
+   ALTER TABLE outbox ADD COLUMN mono_ms REAL;                        -- boot-relative monotonic ms, unsynced only
+   UPDATE outbox SET
+     bucket15 = CAST(strftime('%s', ts) AS INTEGER) / 900,
+     energy = (json_extract(reading, '$.values.importEnergyKwh') IS NOT NULL
+               OR json_extract(reading, '$.values.exportEnergyKwh') IS NOT NULL);
+   CREATE INDEX outbox_unsynced ON outbox (boot_id) WHERE boot_id IS NOT NULL;
+   CREATE TABLE outbox_stats (id INTEGER PRIMARY KEY CHECK (id = 1), thinned INTEGER NOT NULL, dropped INTEGER NOT NULL) STRICT;
+   INSERT INTO outbox_stats (id, thinned, dropped) VALUES (1, 0, 0);
+   CREATE TABLE events (
+     row_id INTEGER PRIMARY KEY AUTOINCREMENT,
+     event_id TEXT NOT NULL,
+     state TEXT NOT NULL,
+     event TEXT NOT NULL,          -- the wire MeterEvent as JSON
+     sent INTEGER NOT NULL DEFAULT 0,
+     UNIQUE (event_id, state)      -- the same fault seen again after a restart is stored once
+   ) STRICT;
+   CREATE INDEX events_unsent ON events (row_id) WHERE sent = 0;`,
+];
+
+export interface SqliteOutboxOptions {
+  /** Path of the database file; its folder is created if missing. */
+  file: string;
+  /**
+   * Most bytes of live database pages. Past it, old interval detail is thinned (one energy
+   * reading kept per meter and 15 minutes), then the oldest readings are dropped; both counted.
+   * Undefined: no cap (the file grows until the disk is full, then appends fail).
+   */
+  capBytes?: number;
+}
+
+/** The Outbox on a SQLite file (better-sqlite3, WAL). */
+export class SqliteOutbox implements Outbox {
+  private readonly db: Database.Database;
+  private readonly listeners = new Set<() => void>();
+  private readonly statements: {
+    nextSeq: Database.Statement<[], { next_seq: number }>;
+    setNextSeq: Database.Statement<[number]>;
+    insert: Database.Statement<[number, string, string, string, number, number, number, string | null, number | null]>;
+    oldest: Database.Statement<[number], { seq: number; reading: string; bytes: number }>;
+    remove: Database.Statement<[number]>;
+    depth: Database.Statement<[], { n: number }>;
+    oldestTs: Database.Statement<[], { ts: string }>;
+    after: Database.Statement<[number, number], { seq: number; reading: string; bytes: number }>;
+    insertEvent: Database.Statement<[string, string, string]>;
+    nextEvents: Database.Statement<[number], { row_id: number; event: string }>;
+    ackEvent: Database.Statement<[number]>;
+    pruneEvents: Database.Statement<[number]>;
+    recentEvents: Database.Statement<[number], { event: string }>;
+    pendingEvents: Database.Statement<[], { n: number }>;
+    counters: Database.Statement<[], { thinned: number; dropped: number }>;
+    addCounters: Database.Statement<[number, number]>;
+    seqAtOffset: Database.Statement<[number], { seq: number }>;
+    thin: Database.Statement<[{ first: number; last: number }]>;
+    dropOldest: Database.Statement<[number]>;
+    unsynced: Database.Statement<[string], { seq: number; reading: string; mono_ms: number }>;
+    restamp: Database.Statement<[string, string, number, number, number]>;
+  };
+  private readonly capBytes: number | null;
+  private readonly pageSize: number;
+  private readonly appendTx: (readings: readonly NewReading[], unsynced: UnsyncedStamp | undefined) => Reading[];
+  private readonly ackTx: (seqs: readonly number[]) => number;
+  private closed = false;
+
+  constructor(options: SqliteOutboxOptions) {
+    try {
+      mkdirSync(path.dirname(options.file), { recursive: true });
+      this.db = new Database(options.file);
+      this.db.pragma("journal_mode = WAL");
+      // FULL fsyncs the WAL on every commit: a reading the scheduler handed over survives a
+      // power cut. It costs SD-card writes; the durability issue tunes this (batching appends,
+      // NORMAL with a bounded loss window) with measurements.
+      this.db.pragma("synchronous = FULL");
+      // Why FULL and not NORMAL on an SD card (https://sqlite.org/pragma.html#pragma_synchronous):
+      // in WAL mode NORMAL syncs only at checkpoints, so a power cut (the everyday failure in a
+      // meter cabinet) may roll back the last commits: readings already handed over, lost. FULL
+      // adds one fsync of the WAL per commit. Its cost on flash is bounded by committing in
+      // batches (main.ts gathers a poll round of readings into one append), not by weakening it.
+      // Checkpoints: the default auto-checkpoint (1000 pages, ~4 MB) keeps the WAL short, and
+      // journal_size_limit truncates the WAL file after a checkpoint, so an outage backlog that
+      // drains does not leave a large file rewritten forever (wear) or filling the card.
+      this.db.pragma("wal_autocheckpoint = 1000");
+      this.db.pragma("journal_size_limit = 4194304");
+      this.db.pragma("busy_timeout = 5000");
+      this.migrate();
+    } catch (error) {
+      throw new EdgemeterError("storage.open", `cannot open the outbox ${options.file}: ${String(error)}`, {
+        cause: error,
+        context: { file: options.file },
+      });
+    }
+    this.statements = {
+      nextSeq: this.db.prepare("SELECT next_seq FROM outbox_counter WHERE id = 1"),
+      setNextSeq: this.db.prepare("UPDATE outbox_counter SET next_seq = ? WHERE id = 1"),
+      insert: this.db.prepare(
+        "INSERT INTO outbox (seq, meter_id, ts, reading, bytes, bucket15, energy, boot_id, mono_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+      ),
+      oldest: this.db.prepare("SELECT seq, reading, bytes FROM outbox ORDER BY seq LIMIT ?"),
+      remove: this.db.prepare("DELETE FROM outbox WHERE seq = ?"),
+      depth: this.db.prepare("SELECT count(*) AS n FROM outbox"),
+      oldestTs: this.db.prepare("SELECT ts FROM outbox ORDER BY seq LIMIT 1"),
+      after: this.db.prepare("SELECT seq, reading, bytes FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?"),
+      insertEvent: this.db.prepare("INSERT OR IGNORE INTO events (event_id, state, event) VALUES (?, ?, ?)"),
+      nextEvents: this.db.prepare("SELECT row_id, event FROM events WHERE sent = 0 ORDER BY row_id LIMIT ?"),
+      ackEvent: this.db.prepare("UPDATE events SET sent = 1 WHERE row_id = ?"),
+      pruneEvents: this.db.prepare(
+        "DELETE FROM events WHERE sent = 1 AND row_id <= (SELECT row_id FROM events ORDER BY row_id DESC LIMIT 1 OFFSET ?)",
+      ),
+      recentEvents: this.db.prepare("SELECT event FROM events ORDER BY row_id DESC LIMIT ?"),
+      pendingEvents: this.db.prepare("SELECT count(*) AS n FROM events WHERE sent = 0"),
+      counters: this.db.prepare("SELECT thinned, dropped FROM outbox_stats WHERE id = 1"),
+      addCounters: this.db.prepare("UPDATE outbox_stats SET thinned = thinned + ?, dropped = dropped + ? WHERE id = 1"),
+      seqAtOffset: this.db.prepare("SELECT seq FROM outbox ORDER BY seq LIMIT 1 OFFSET ?"),
+      // Within [first, last] and per (meter, 15-minute bucket), keep the first reading that carries an
+      // energy register (or the first at all if none does) and delete the rest. A second pass over
+      // the same range deletes nothing: that is how the caller knows thinning is exhausted.
+      thin: this.db.prepare(
+        `DELETE FROM outbox WHERE seq >= @first AND seq <= @last AND seq NOT IN (
+           SELECT coalesce(min(CASE WHEN energy = 1 THEN seq END), min(seq))
+           FROM outbox WHERE seq >= @first AND seq <= @last GROUP BY meter_id, bucket15)`,
+      ),
+      dropOldest: this.db.prepare("DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox ORDER BY seq LIMIT ?)"),
+      unsynced: this.db.prepare("SELECT seq, reading, mono_ms FROM outbox WHERE boot_id = ?"),
+      restamp: this.db.prepare(
+        "UPDATE outbox SET ts = ?, reading = ?, bytes = ?, bucket15 = ?, boot_id = NULL, mono_ms = NULL WHERE seq = ?",
+      ),
+    };
+    this.capBytes = options.capBytes ?? null;
+    this.pageSize = Number(this.db.pragma("page_size", { simple: true }));
+    this.appendTx = this.db.transaction((readings: readonly NewReading[], unsynced: UnsyncedStamp | undefined) => {
+      let seq = this.statements.nextSeq.get()?.next_seq ?? 0;
+      const stored: Reading[] = [];
+      for (const reading of readings) {
+        const withSeq: Reading = {
+          meterId: reading.meterId,
+          seq,
+          ts: reading.ts,
+          clock: reading.clock,
+          values: reading.values,
+        };
+        if (reading.errors !== undefined && reading.errors.length > 0) withSeq.errors = reading.errors;
+        const json = JSON.stringify(withSeq);
+        const stamp = reading.clock === "unsynced" && unsynced !== undefined ? unsynced : undefined;
+        this.statements.insert.run(
+          seq,
+          reading.meterId,
+          reading.ts,
+          json,
+          Buffer.byteLength(json),
+          bucketOf(reading.ts),
+          hasEnergy(reading) ? 1 : 0,
+          stamp?.bootId ?? null,
+          stamp === undefined ? null : stamp.monotonicMsOf(reading),
+        );
+        stored.push(withSeq);
+        seq++;
+      }
+      this.statements.setNextSeq.run(seq);
+      // In the same transaction: the new readings and the room made for them commit together.
+      if (this.capBytes !== null && this.usedBytes() > this.capBytes) this.enforceCap(this.capBytes);
+      return stored;
+    });
+    const removeRange = this.db.prepare<[number, number]>("DELETE FROM outbox WHERE seq BETWEEN ? AND ?");
+    this.ackTx = this.db.transaction((seqs: readonly number[]) => {
+      // A batch is usually a run of consecutive seqs (thinning leaves holes): then one range
+      // delete instead of a statement per reading.
+      const first = seqs[0];
+      const last = seqs.at(-1);
+      if (first !== undefined && last !== undefined && isConsecutive(seqs)) return removeRange.run(first, last).changes;
+      let deleted = 0;
+      for (const seq of seqs) deleted += this.statements.remove.run(seq).changes;
+      return deleted;
+    });
+  }
+
+  /** Reads the journal mode back from SQLite (for tests and the status page). */
+  journalMode(): string {
+    return String(this.db.pragma("journal_mode", { simple: true }));
+  }
+
+  append(readings: readonly NewReading[], unsynced?: UnsyncedStamp): Reading[] {
+    this.assertOpen();
+    if (readings.length === 0) return [];
+    let stored: Reading[];
+    try {
+      stored = this.appendTx(readings, unsynced);
+    } catch (error) {
+      // SQLITE_FULL: the disk (SD card) is full. The durability issue adds thinning before this can happen.
+      const full = (error as { code?: unknown }).code === "SQLITE_FULL";
+      throw new EdgemeterError(
+        full ? "storage.full" : "storage.write",
+        `cannot append ${readings.length} readings: ${String(error)}`,
+        { cause: error, retryable: true },
+      );
+    }
+    for (const listener of this.listeners) listener();
+    return stored;
+  }
+
+  nextBatch(limits: BatchLimits): OutboxBatch {
+    this.assertOpen();
+    const readings: Reading[] = [];
+    let bytes = 2; // "[" and "]"
+    for (const row of this.statements.oldest.iterate(Math.max(1, limits.maxReadings))) {
+      const added = row.bytes + (readings.length > 0 ? 1 : 0); // the comma
+      if (readings.length > 0 && bytes + added > limits.maxBytes) break;
+      readings.push(JSON.parse(row.reading) as Reading);
+      bytes += added;
+    }
+    return { readings, bytes: readings.length === 0 ? 0 : bytes };
+  }
+
+  nextBatchAfter(afterSeq: number, limits: BatchLimits, hold?: (reading: Reading) => boolean): OutboxBatch {
+    this.assertOpen();
+    const readings: Reading[] = [];
+    let bytes = 2;
+    for (const row of this.statements.after.iterate(afterSeq, Math.max(1, limits.maxReadings))) {
+      const added = row.bytes + (readings.length > 0 ? 1 : 0);
+      if (readings.length > 0 && bytes + added > limits.maxBytes) break;
+      const reading = JSON.parse(row.reading) as Reading;
+      if (hold?.(reading) === true) break;
+      readings.push(reading);
+      bytes += added;
+    }
+    return { readings, bytes: readings.length === 0 ? 0 : bytes };
+  }
+
+  nextRawBatchAfter(afterSeq: number, limits: BatchLimits, hold?: (reading: Reading) => boolean): RawOutboxBatch {
+    this.assertOpen();
+    const seqs: number[] = [];
+    const parts: string[] = [];
+    let bytes = 2;
+    for (const row of this.statements.after.iterate(afterSeq, Math.max(1, limits.maxReadings))) {
+      const added = row.bytes + (parts.length > 0 ? 1 : 0);
+      if (parts.length > 0 && bytes + added > limits.maxBytes) break;
+      // Parse only what `hold` may care about: readings stamped unsynced (rare).
+      if (hold !== undefined && row.reading.includes('"clock":"unsynced"') && hold(JSON.parse(row.reading) as Reading))
+        break;
+      seqs.push(row.seq);
+      parts.push(row.reading);
+      bytes += added;
+    }
+    return { seqs, json: `[${parts.join(",")}]`, bytes: parts.length === 0 ? 0 : bytes };
+  }
+
+  restamp(bootId: string, wallMinusMonotonicMs: number): number {
+    this.assertOpen();
+    return this.db.transaction(() => {
+      let count = 0;
+      for (const row of this.statements.unsynced.all(bootId)) {
+        const reading = JSON.parse(row.reading) as Reading;
+        reading.ts = new Date(Math.round(row.mono_ms + wallMinusMonotonicMs)).toISOString();
+        reading.clock = "synced";
+        const json = JSON.stringify(reading);
+        this.statements.restamp.run(reading.ts, json, Buffer.byteLength(json), bucketOf(reading.ts), row.seq);
+        count++;
+      }
+      return count;
+    })();
+  }
+
+  appendEvents(events: readonly MeterEvent[]): void {
+    this.assertOpen();
+    if (events.length === 0) return;
+    try {
+      this.db.transaction(() => {
+        for (const event of events) this.statements.insertEvent.run(event.eventId, event.state, JSON.stringify(event));
+      })();
+    } catch (error) {
+      throw new EdgemeterError("storage.write", `cannot store ${events.length} events: ${String(error)}`, {
+        cause: error,
+        retryable: true,
+      });
+    }
+    for (const listener of this.listeners) listener();
+  }
+
+  nextEvents(limit: number): Array<{ rowId: number; event: MeterEvent }> {
+    this.assertOpen();
+    return this.statements.nextEvents
+      .all(Math.max(1, limit))
+      .map((row) => ({ rowId: row.row_id, event: JSON.parse(row.event) as MeterEvent }));
+  }
+
+  ackEvents(rowIds: readonly number[]): void {
+    this.assertOpen();
+    this.db.transaction(() => {
+      for (const rowId of rowIds) this.statements.ackEvent.run(rowId);
+      this.statements.pruneEvents.run(KEPT_SENT_EVENTS);
+    })();
+  }
+
+  recentEvents(limit: number): MeterEvent[] {
+    this.assertOpen();
+    return this.statements.recentEvents.all(Math.max(1, limit)).map((row) => JSON.parse(row.event) as MeterEvent);
+  }
+
+  stats(): OutboxStats {
+    this.assertOpen();
+    const counters = this.statements.counters.get() ?? { thinned: 0, dropped: 0 };
+    return {
+      depth: this.depth(),
+      oldestTs: this.oldestTs(),
+      usedBytes: this.usedBytes(),
+      capBytes: this.capBytes,
+      thinnedReadings: counters.thinned,
+      droppedReadings: counters.dropped,
+      pendingEvents: this.statements.pendingEvents.get()?.n ?? 0,
+    };
+  }
+
+  /** Live pages only: deleted rows go to the freelist and are reused, so this is what the cap limits. */
+  usedBytes(): number {
+    const pages = Number(this.db.pragma("page_count", { simple: true }));
+    const free = Number(this.db.pragma("freelist_count", { simple: true }));
+    return (pages - free) * this.pageSize;
+  }
+
+  /**
+   * Brings the live size under `capBytes` (to 90 % of it, so the next appends do not land here
+   * again at once): first thin the oldest quarter of the backlog, then the oldest half, then all
+   * of it; only when thinning is exhausted, drop the oldest readings 5 % at a time.
+   */
+  private enforceCap(capBytes: number): void {
+    const target = capBytes * 0.9;
+    this.db.transaction(() => {
+      let thinned = 0;
+      let dropped = 0;
+      const depth = this.depth();
+      const first = this.statements.seqAtOffset.get(0)?.seq;
+      if (first === undefined) return;
+      for (const share of [0.25, 0.5, 1]) {
+        if (this.usedBytes() <= target) break;
+        const last = this.statements.seqAtOffset.get(Math.max(0, Math.ceil(depth * share) - 1))?.seq;
+        if (last === undefined) break;
+        thinned += this.statements.thin.run({ first, last }).changes;
+      }
+      while (this.usedBytes() > target) {
+        const changes = this.statements.dropOldest.run(Math.max(1, Math.ceil(this.depth() * 0.05))).changes;
+        if (changes === 0) break;
+        dropped += changes;
+      }
+      if (thinned + dropped > 0) this.statements.addCounters.run(thinned, dropped);
+    })();
+  }
+
+  ack(seqs: readonly number[]): number {
+    this.assertOpen();
+    if (seqs.length === 0) return 0;
+    return this.ackTx(seqs);
+  }
+
+  depth(): number {
+    this.assertOpen();
+    return this.statements.depth.get()?.n ?? 0;
+  }
+
+  oldestTs(): string | null {
+    this.assertOpen();
+    return this.statements.oldestTs.get()?.ts ?? null;
+  }
+
+  onAppend(listener: () => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.listeners.clear();
+    this.db.close();
+  }
+
+  private migrate(): void {
+    const applied = Number(this.db.pragma("user_version", { simple: true }));
+    if (applied > MIGRATIONS.length) {
+      throw new Error(
+        `database schema version ${applied} is newer than this gateway understands (${MIGRATIONS.length})`,
+      );
+    }
+    for (let version = applied; version < MIGRATIONS.length; version++) {
+      const sql = MIGRATIONS[version] as string;
+      this.db.transaction(() => {
+        this.db.exec(sql);
+        this.db.pragma(`user_version = ${version + 1}`);
+      })();
+    }
+  }
+
+  private assertOpen(): void {
+    if (this.closed) throw new EdgemeterError("storage.closed", "the outbox is closed");
+  }
+}
+
+function bucketOf(ts: string): number {
+  return Math.floor(Date.parse(ts) / THIN_BUCKET_MS);
+}
+
+function hasEnergy(reading: NewReading): boolean {
+  return reading.values.importEnergyKwh !== undefined || reading.values.exportEnergyKwh !== undefined;
+}
+
+function isConsecutive(seqs: readonly number[]): boolean {
+  for (let i = 1; i < seqs.length; i++) if (seqs[i] !== (seqs[i - 1] as number) + 1) return false;
+  return true;
+}

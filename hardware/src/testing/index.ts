@@ -1,0 +1,1 @@
+export { type PtyPair, socatBinary, startPtyPair } from "./ptyPair.js";
