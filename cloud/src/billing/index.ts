@@ -5,7 +5,7 @@ export { billPeriod, type PeriodBill } from "./engine.js";
 export { billMeter, type MeterBill } from "./meterBill.js";
 export { toMinorUnits } from "./money.js";
 export { type BillingPeriod, billingPeriod, calendarFor } from "./periods.js";
-export { billRollupChunk } from "./rollupRun.js";
+export { type BillingTimings, billRollupChunk, rollupChunkStatement } from "./rollupRun.js";
 export { parseUrdbTariff, type UrdbTariff } from "./tariff.js";
 export { QUALITY, validateReads } from "./vee.js";
 export { billHourlyYear } from "./whatIf.js";
