@@ -173,6 +173,31 @@ describe("IngestService", () => {
     ]);
   });
 
+  it("precheck (on arrival) does the checks landTogether would do: the same outcomes, the same reasons", async () => {
+    const ingest = new IngestService({ store, logger });
+    const topic = topicFor("telemetry", "gw-pc");
+    const wrongTs = JSON.parse(telemetryJson("gw-pc", 9).toString()) as { readings: { ts: string }[] };
+    (wrongTs.readings[0] as { ts: string }).ts = "2026-02-30T00:00:00.000Z";
+    const messages = [
+      { topic, payload: telemetryJson("gw-pc", 1, "2026-11-22T10:00:00.000Z", "pc-m1") },
+      { topic, payload: Buffer.from(JSON.stringify(wrongTs)) },
+      { topic, payload: telemetryJson("gw-other", 2) },
+    ];
+    const prechecked = messages.map((message) => ingest.precheck(message));
+    expect(prechecked.map((message) => message.checked !== undefined)).toEqual([true, true, true]);
+    const outcomes = await Promise.all(ingest.landTogether(prechecked));
+    expect(outcomes[0]).toMatchObject({ kind: "landed", inserted: 1 });
+    expect(outcomes[1]).toEqual({
+      kind: "rejected",
+      reason: `${topic}: readings.0.ts: must be an ISO 8601 UTC time like 2026-01-31T12:00:00.000Z`,
+    });
+    expect(outcomes[2]).toEqual({
+      kind: "rejected",
+      reason: 'gatewayId "gw-other" differs from topic gateway "gw-pc"',
+    });
+    expect(ingest.stats()).toMatchObject({ landed: 1, rejected: 2, inserted: 1 });
+  });
+
   it("landTogether: a retryable failure fails every message of the group; a permanent one isolates the culprit", async () => {
     const failures = { remaining: 1 };
     const ingest = new IngestService({ store: flakyStore(store, failures, "gw-gf"), logger });

@@ -62,6 +62,69 @@ describe("MessageGrouper", () => {
     expect(rows.map((r) => r.seq)).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
   });
 
+  /**
+   * Four subscriber connections as mqtt.js drives them: each hands over its next message only
+   * after the previous one settled (its PUBACK), a moment later. Returns the group sizes.
+   */
+  async function underLoad(followerWaitMs: number): Promise<number[]> {
+    const groups: number[] = [];
+    const grouper = new MessageGrouper({
+      lander: {
+        landTogether(messages: readonly IncomingMessage[]) {
+          groups.push(messages.length);
+          return messages.map(async () => {
+            await new Promise((resolve) => setTimeout(resolve, 5));
+            return { kind: "landed", topicKind: "telemetry", gatewayId: "gw-f", inserted: 1, duplicates: 0 } as const;
+          });
+        },
+      },
+      followerWaitMs,
+    });
+    const topic = topicFor("telemetry", "gw-f");
+    let seq = 0;
+    const connection = async (messages: number) => {
+      for (let i = 0; i < messages; i++) {
+        await grouper.handle(topic, telemetry("gw-f", ++seq));
+        await new Promise((resolve) => setTimeout(resolve, 1));
+      }
+    };
+    await Promise.all([connection(6), connection(5), connection(5), connection(5)]);
+    return groups;
+  }
+
+  it("under load, waits for the messages that follow the acknowledged ones instead of landing one alone", async () => {
+    // The first lands alone at once; after it, every group gathers all four connections' messages.
+    expect(await underLoad(5_000)).toEqual([1, 4, 4, 4, 4, 4]);
+    // Without the wait, whatever waits lands at once: groups of one keep coming back.
+    expect((await underLoad(0)).slice(1)).toContain(1);
+  });
+
+  it("lands a message at once when nothing is landing, and one that comes after the wait gave up", async () => {
+    const groups: number[] = [];
+    const grouper = new MessageGrouper({
+      lander: {
+        landTogether(messages: readonly IncomingMessage[]) {
+          groups.push(messages.length);
+          return messages.map(async () => ({
+            kind: "landed" as const,
+            topicKind: "telemetry" as const,
+            gatewayId: "gw-i",
+            inserted: 1,
+            duplicates: 0,
+          }));
+        },
+      },
+      followerWaitMs: 20,
+    });
+    const topic = topicFor("telemetry", "gw-i");
+    const first = grouper.handle(topic, telemetry("gw-i", 1));
+    expect(groups).toEqual([1]); // synchronously: no timer before an idle landing
+    await first;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect((await grouper.handle(topic, telemetry("gw-i", 2))).kind).toBe("landed");
+    expect(groups).toEqual([1, 1]);
+  });
+
   it("rejects only the promises of a group whose landing failed, and keeps going", async () => {
     let calls = 0;
     const ingest = new IngestService({ store, logger });

@@ -1,4 +1,8 @@
+import { once } from "node:events";
+import { finished } from "node:stream/promises";
+import { describeError } from "@edgemeter/shared";
 import pg from "pg";
+import { from as copyFrom } from "pg-copy-streams";
 import type { SqlClient, SqlExecutor, SqlResult } from "./sqlClient.js";
 import { toStorageError } from "./sqlErrors.js";
 
@@ -58,6 +62,7 @@ export class PgSqlClient implements SqlClient {
     const tx: SqlExecutor = {
       query: <R>(sql: string, params: readonly unknown[] = []) => runQuery<R>(connection, sql, params),
       exec: (sql: string) => runExec(connection, sql),
+      copyFrom: (sql: string, chunks: Iterable<string>) => runCopyFrom(connection, sql, chunks),
     };
     let broken = false;
     try {
@@ -105,5 +110,31 @@ async function runExec(target: pg.Pool | pg.PoolClient, sql: string): Promise<vo
     await target.query(sql);
   } catch (error) {
     throw toStorageError(error, "script");
+  }
+}
+
+/**
+ * `COPY … FROM STDIN` through pg-copy-streams: each chunk is written to the COPY stream as soon
+ * as it is produced, so the server parses and inserts it while the next one is being produced.
+ * A chunk producer that throws destroys the stream, which sends CopyFail (the server rolls the
+ * COPY back and the error is reported as the producer's).
+ */
+async function runCopyFrom(target: pg.PoolClient, sql: string, chunks: Iterable<string>): Promise<number> {
+  const stream = target.query(copyFrom(sql));
+  try {
+    try {
+      for (const chunk of chunks) {
+        if (chunk.length > 0 && !stream.write(chunk, "utf8")) await once(stream, "drain");
+      }
+    } catch (error) {
+      stream.destroy(error instanceof Error ? error : new Error(describeError(error)));
+      await finished(stream).catch(() => {});
+      throw error;
+    }
+    stream.end();
+    await finished(stream);
+    return stream.rowCount;
+  } catch (error) {
+    throw toStorageError(error, "copy");
   }
 }

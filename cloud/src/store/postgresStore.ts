@@ -1,6 +1,8 @@
 import {
+  describeError,
   EdgemeterError,
   type EventsPayload,
+  isEdgemeterError,
   type MeasurementName,
   type StatusPayload,
   type TelemetryPayload,
@@ -15,16 +17,10 @@ import type {
   OutageRow,
 } from "./meterData.js";
 import { applyMigrations, MIGRATIONS_DIR } from "./migrations.js";
-import {
-  endOutages,
-  type InsertedReading,
-  rebuildRollups,
-  startGatewayOfflineOutages,
-  startInterruptionOutages,
-  updateRollups,
-} from "./platformSql.js";
+import { rebuildRollups, startGatewayOfflineOutages, startInterruptionOutages } from "./platformSql.js";
 import { ReadingPartitions } from "./readingPartitions.js";
 import type { SqlClient, SqlExecutor } from "./sqlClient.js";
+import { sqlStateOf } from "./sqlErrors.js";
 import type {
   ApiKeyRow,
   GatewayRow,
@@ -36,11 +32,16 @@ import type {
   RejectedMessageRow,
   Store,
 } from "./store.js";
+import { compareStrings, LatestReadings, landPreparedBatch, prepareBatch, touchGateway } from "./telemetryLanding.js";
 
 /** PostgreSQL's limit on bind parameters per statement (the wire protocol counts them in 16 bits). */
 export const MAX_BIND_PARAMETERS = 65_535;
 /** Stored rejected payloads are cut here (Store.RejectedMessage). */
 export const MAX_REJECTED_PAYLOAD_BYTES = 256 * 1024;
+/** SQLSTATE unique_violation. */
+const UNIQUE_VIOLATION = "23505";
+/** Landing attempts of one batch that conflicts with other writers before giving up (retryably). */
+const MAX_LANDING_ATTEMPTS = 3;
 /** A schema failure of a 10,000-reading batch lists every bad reading; keep the row bounded. */
 export const MAX_REJECTED_REASON_CHARS = 8_000;
 
@@ -64,6 +65,8 @@ export class PostgresStore implements Store, MeterDataStore {
   readonly #migrationsDir: string;
   readonly #partitions: ReadingPartitions;
   readonly #defaultTimeZone: string;
+  /** Each meter's newest stored reading, as this store last landed it (telemetryLanding.ts). */
+  readonly #latestReadings = new LatestReadings();
 
   constructor(options: PostgresStoreOptions) {
     this.#defaultTimeZone = options.defaultTimeZone ?? "UTC";
@@ -84,62 +87,42 @@ export class PostgresStore implements Store, MeterDataStore {
   }
 
   async landTelemetry(payload: TelemetryPayload, receivedAt: Date): Promise<LandResult> {
-    // A consistent order keeps two instances landing overlapping batches from deadlocking.
-    const readings = [...payload.readings].sort((a, b) =>
-      a.meterId === b.meterId ? compareStrings(a.ts, b.ts) : compareStrings(a.meterId, b.meterId),
-    );
-    await this.#partitions.ensure(readings.map((reading) => new Date(reading.ts)));
-    const lastReadingAt = new Map<string, string>();
-    for (const reading of readings) {
-      const previous = lastReadingAt.get(reading.meterId);
-      if (previous === undefined || reading.ts > previous) lastReadingAt.set(reading.meterId, reading.ts);
-    }
+    const batch = prepareBatch(payload);
+    await this.#partitions.ensure(batch.months);
     const receivedAtIso = receivedAt.toISOString();
-
-    return this.#sql.transaction(async (tx) => {
-      await touchGateway(tx, payload.gatewayId, receivedAtIso);
-      await upsertRows(
-        tx,
-        [...lastReadingAt.entries()],
-        [payload.gatewayId, receivedAtIso],
-        2,
-        (tuples) => `INSERT INTO meters (meter_id, gateway_id, first_seen_at, last_reading_at) VALUES ${tuples}
-          ON CONFLICT (meter_id) DO UPDATE SET
-            last_reading_at = GREATEST(meters.last_reading_at, EXCLUDED.last_reading_at),
-            gateway_id = COALESCE(meters.gateway_id, EXCLUDED.gateway_id),
-            first_seen_at = COALESCE(meters.first_seen_at, EXCLUDED.first_seen_at)
-          WHERE meters.last_reading_at IS NULL OR meters.last_reading_at < EXCLUDED.last_reading_at
-            OR meters.gateway_id IS NULL OR meters.first_seen_at IS NULL`,
-        ([meterId, ts], p) => `(${p(meterId)}, $1, $2::timestamptz, ${p(ts)}::timestamptz)`,
-      );
-      // One statement over arrays (unnest) instead of a VALUES list: ten parameters whatever the
-      // batch size, so PostgreSQL parses and plans it once and cheaply (several times faster
-      // than 8 parameters per reading for a 500-reading batch).
-      const { rows: insertedRows } = await tx.query<InsertedReading>(
-        `INSERT INTO readings (meter_id, ts, gateway_id, seq, clock, received_at, "values", errors,
-            import_energy_kwh, export_energy_kwh)
-         SELECT u.meter_id, u.ts, $1, u.seq, u.clock, $2::timestamptz, u.v, u.e, u.import_kwh, u.export_kwh
-         FROM unnest($3::text[], $4::timestamptz[], $5::bigint[], $6::text[], $7::jsonb[], $8::jsonb[],
-           $9::float8[], $10::float8[]) AS u(meter_id, ts, seq, clock, v, e, import_kwh, export_kwh)
-         ON CONFLICT (meter_id, ts) DO NOTHING RETURNING meter_id, ts, import_energy_kwh, export_energy_kwh`,
-        [
-          payload.gatewayId,
-          receivedAtIso,
-          readings.map((r) => r.meterId),
-          readings.map((r) => r.ts),
-          readings.map((r) => r.seq),
-          readings.map((r) => r.clock),
-          readings.map((r) => JSON.stringify(r.values)),
-          readings.map((r) => (r.errors === undefined ? null : JSON.stringify(r.errors))),
-          readings.map((r) => r.values.importEnergyKwh ?? null),
-          readings.map((r) => r.values.exportEnergyKwh ?? null),
-        ],
-      );
-      const inserted = insertedRows.length;
-      await updateRollups(tx, insertedRows, this.#defaultTimeZone);
-      await endOutages(tx, insertedRows);
-      return { inserted, duplicates: readings.length - inserted };
-    });
+    for (let attempt = 1; ; attempt++) {
+      try {
+        // After a conflict, every stored reading is looked up (nothing taken from the meters' rows).
+        const trustMeters = attempt === 1;
+        const landed = await this.#sql.transaction((tx) =>
+          landPreparedBatch(tx, batch, receivedAtIso, this.#defaultTimeZone, this.#latestReadings, trustMeters),
+        );
+        landed.remember(this.#latestReadings);
+        return landed.result;
+      } catch (error) {
+        // A reading stored by someone else between our look and our write, or by a writer that
+        // skipped meters.last_reading_at (telemetryLanding.ts): the transaction rolled back; the
+        // next attempt looks every stored reading up and sees it as stored.
+        const conflict = isEdgemeterError(error, "storage.conflict") || sqlStateOf(error) === UNIQUE_VIOLATION;
+        if (!conflict) throw error;
+        for (const meter of batch.meters) this.#latestReadings.delete(meter.meterId);
+        if (attempt >= MAX_LANDING_ATTEMPTS) {
+          throw new EdgemeterError(
+            "storage.conflict",
+            `batch of ${payload.gatewayId} kept conflicting: ${describeError(error)}`,
+            {
+              cause: error,
+              retryable: true,
+              context: { gatewayId: payload.gatewayId, attempts: attempt },
+            },
+          );
+        }
+        this.#logger.debug(
+          { gatewayId: payload.gatewayId, attempt, err: describeError(error) },
+          "landing conflict: again",
+        );
+      }
+    }
   }
 
   async landEvents(payload: EventsPayload, receivedAt: Date): Promise<LandResult> {
@@ -512,16 +495,6 @@ export class PostgresStore implements Store, MeterDataStore {
   }
 }
 
-/** A gateway that publishes is online and seen now; the first message registers it. */
-async function touchGateway(tx: SqlExecutor, gatewayId: string, receivedAtIso: string): Promise<void> {
-  await tx.query(
-    `INSERT INTO gateways (gateway_id, first_seen_at, last_seen_at, online) VALUES ($1, $2::timestamptz, $2::timestamptz, true)
-     ON CONFLICT (gateway_id) DO UPDATE SET
-       last_seen_at = GREATEST(gateways.last_seen_at, EXCLUDED.last_seen_at), online = true`,
-    [gatewayId, receivedAtIso],
-  );
-}
-
 /**
  * Runs a multi-row INSERT for `items` in as few statements as the bind-parameter limit allows.
  * `shared` become $1…$n in every statement; `tuple` renders one item's VALUES tuple, taking
@@ -606,9 +579,4 @@ function isoTime(value: unknown): string {
   const date = value instanceof Date ? value : new Date(String(value));
   if (Number.isNaN(date.getTime())) throw new EdgemeterError("storage.query", `not a time: ${String(value)}`);
   return date.toISOString();
-}
-
-/** Code-unit order, the same for every locale (localeCompare is not). */
-function compareStrings(a: string, b: string): number {
-  return a < b ? -1 : a > b ? 1 : 0;
 }

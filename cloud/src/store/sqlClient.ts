@@ -19,6 +19,16 @@ export interface SqlExecutor {
   query<T = Record<string, unknown>>(sql: string, params?: readonly unknown[]): Promise<SqlResult<T>>;
   /** Runs a script of several statements without parameters (migrations). Same errors as query. */
   exec(sql: string): Promise<void>;
+  /**
+   * `COPY … FROM STDIN` with `chunks` in COPY text format (tab-separated columns, `\N` for
+   * null, each row ending in a newline); resolves to the number of rows copied. The chunks are
+   * taken one at a time and sent as they come, so the server inserts the first while the
+   * caller still produces the next (a generator). Only where the driver speaks the COPY
+   * sub-protocol: the PostgreSQL server's transactions (PGlite has no STDIN; callers fall back
+   * to INSERT when this is undefined). Same errors as query; an error thrown by `chunks`
+   * aborts the COPY (CopyFail) and is rethrown.
+   */
+  copyFrom?(sql: string, chunks: Iterable<string>): Promise<number>;
 }
 
 export interface SqlClient extends SqlExecutor {

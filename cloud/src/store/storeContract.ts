@@ -258,8 +258,10 @@ export function runStoreContract(name: string, makeStore: () => Promise<StoreUnd
           },
         ],
       };
-      expect(await store.landEvents(events, new Date())).toEqual({ inserted: 2, duplicates: 0 });
-      expect(await store.landEvents(events, new Date())).toEqual({ inserted: 0, duplicates: 2 });
+      // Received before the statuses below (a fixed time: landing moves last_seen_at).
+      const receivedAt = new Date("2026-11-22T10:00:30.000Z");
+      expect(await store.landEvents(events, receivedAt)).toEqual({ inserted: 2, duplicates: 0 });
+      expect(await store.landEvents(events, receivedAt)).toEqual({ inserted: 0, duplicates: 2 });
       const { rows } = await store.sql.query<{ state: string; value: number; duration_ms: unknown }>(
         "SELECT state, value, duration_ms FROM events WHERE gateway_id = 'gw-events' ORDER BY ts",
       );
