@@ -5,7 +5,7 @@ import { describeError } from "@edgemeter/shared";
 import type { Logger } from "pino";
 import { SyncedClock, TIMESYNCD_SYNCED_FILE } from "./clock/syncedClock.js";
 import type { BusConfig, GatewayConfig } from "./config/schema.js";
-import { type DetectedEvent, FAULT_PRESETS, FaultDetector } from "./faults/faultDetector.js";
+import { type DetectedEvent, FAULT_PRESETS, FaultDetector, type FaultThresholds } from "./faults/faultDetector.js";
 import { Forwarder } from "./forwarder/forwarder.js";
 import { createLogger } from "./logging/logger.js";
 import { BusScheduler, type PolledMeter } from "./modbus/busScheduler.js";
@@ -15,11 +15,12 @@ import { AppendBuffer } from "./outbox/appendBuffer.js";
 import type { Outbox } from "./outbox/outbox.js";
 import { SqliteOutbox } from "./outbox/sqliteOutbox.js";
 import { LiveGatewayState } from "./status/liveGatewayState.js";
-import { StatusServer } from "./status/statusServer.js";
+import type { StatusServer } from "./status/statusServer.js";
 import { SdNotifier } from "./systemd/sdNotify.js";
 import { type Clock, systemClock } from "./time/clock.js";
 import { AwsIotUplink } from "./uplink/awsIotUplink.js";
 import { MqttUplink } from "./uplink/mqttUplink.js";
+import { outboxStatusFacts } from "./uplink/statusReport.js";
 import type { Uplink } from "./uplink/uplink.js";
 import { GATEWAY_VERSION } from "./version.js";
 
@@ -87,11 +88,20 @@ export function createGateway(config: GatewayConfig, options: GatewayOptions = {
   });
   const clock: Clock = syncedClock;
   const faultPreset = FAULT_PRESETS[config.faults.preset];
-  const faultDetector = new FaultDetector((meterId) => ({
-    ...faultPreset,
-    ...definedOnly(config.faults.thresholds),
-    ...definedOnly(config.faults.meters[meterId] ?? {}),
-  }));
+  // Resolved once per meter: the detector asks for every reading.
+  const thresholdsByMeter = new Map<string, FaultThresholds>();
+  const faultDetector = new FaultDetector((meterId) => {
+    let thresholds = thresholdsByMeter.get(meterId);
+    if (thresholds === undefined) {
+      thresholds = {
+        ...faultPreset,
+        ...definedOnly(config.faults.thresholds),
+        ...definedOnly(config.faults.meters[meterId] ?? {}),
+      };
+      thresholdsByMeter.set(meterId, thresholds);
+    }
+    return thresholds;
+  });
   const startMonotonicMs = baseClock.monotonicMs();
   const appendBuffer = new AppendBuffer({
     outbox,
@@ -107,7 +117,8 @@ export function createGateway(config: GatewayConfig, options: GatewayOptions = {
     uplinkConfig.caFile !== undefined && uplinkConfig.certFile !== undefined && uplinkConfig.keyFile !== undefined
       ? { caFile: uplinkConfig.caFile, certFile: uplinkConfig.certFile, keyFile: uplinkConfig.keyFile }
       : undefined;
-  const statusFacts = () => ({ bufferedReadings: outbox.depth(), oldestUnsentTs: outbox.oldestTs() });
+  // The retained status carries the buffer and the disk-cap counts (issue 4), re-published when those change.
+  const { statusFacts, diskCapCounts } = outboxStatusFacts(outbox);
   const uplinkLogger = logger.child({ component: "uplink", kind: uplinkConfig.kind });
   const uplink: Uplink =
     uplinkConfig.kind === "awsIot" && tls !== undefined
@@ -123,6 +134,7 @@ export function createGateway(config: GatewayConfig, options: GatewayOptions = {
           tls,
           version: GATEWAY_VERSION,
           statusFacts,
+          diskCapCounts,
           logger: uplinkLogger,
           clock,
         })
@@ -138,6 +150,7 @@ export function createGateway(config: GatewayConfig, options: GatewayOptions = {
           ...(tls === undefined ? {} : { tls }),
           version: GATEWAY_VERSION,
           statusFacts,
+          diskCapCounts,
           logger: uplinkLogger,
           clock,
         });
@@ -150,6 +163,7 @@ export function createGateway(config: GatewayConfig, options: GatewayOptions = {
     idleFlushMs: config.forwarder.idleFlushMs,
     ackTimeoutMs: config.forwarder.ackTimeoutMs,
     windowBatches: config.forwarder.windowBatches,
+    ackFlushMs: config.forwarder.ackFlushMs,
     // Unsynced readings wait for the sync that re-stamps them, but not forever.
     hold: (reading) =>
       reading.clock === "unsynced" &&
@@ -177,7 +191,19 @@ export function createGateway(config: GatewayConfig, options: GatewayOptions = {
     outboxStats: () => outbox.stats(),
     ...(tls === undefined ? {} : { certFile: tls.certFile }),
     dataDir: config.dataDir,
+    // The charts are the status page's: without one configured, no chart history is kept.
+    chartHistory: config.status !== undefined,
   });
+  // One parse and validation per profile, not per meter (32 meters of one model are common).
+  const readPlans = new Map<string, ReturnType<typeof planReads>>();
+  const readPlanOf = (profile: string) => {
+    let plan = readPlans.get(profile);
+    if (plan === undefined) {
+      plan = planReads(loadProfile(profile));
+      readPlans.set(profile, plan);
+    }
+    return plan;
+  };
   for (const bus of config.buses) {
     const busLogger = logger.child({ component: "modbus", bus: bus.id });
     const port = createModbusPort(bus, busLogger);
@@ -186,7 +212,7 @@ export function createGateway(config: GatewayConfig, options: GatewayOptions = {
       id: meter.id,
       unitId: meter.unitId,
       pollIntervalMs: meter.pollIntervalMs,
-      requests: planReads(loadProfile(meter.profile)),
+      requests: readPlanOf(meter.profile),
     }));
     schedulers.set(
       bus.id,
@@ -209,18 +235,23 @@ export function createGateway(config: GatewayConfig, options: GatewayOptions = {
     );
   }
 
-  const statusServer =
-    config.status === undefined
-      ? undefined
-      : new StatusServer({
-          host: config.status.host,
-          port: config.status.port,
-          passwordHashFile: config.status.passwordHashFile,
-          sessionTtlMs: config.status.sessionTtlMinutes * 60_000,
-          state: status,
-          clock,
-          logger: logger.child({ component: "status" }),
-        });
+  // The status page is loaded (fastify, prom-client and their modules) only when configured:
+  // a gateway without one does not carry it in RSS (issue 4 footprint, ~10 MB).
+  let statusServer: StatusServer | undefined;
+  async function startStatusServer(statusConfig: NonNullable<GatewayConfig["status"]>): Promise<void> {
+    const { StatusServer } = await import("./status/statusServer.js");
+    if (stopping !== undefined) return; // stopped while the module loaded
+    statusServer = new StatusServer({
+      host: statusConfig.host,
+      port: statusConfig.port,
+      passwordHashFile: statusConfig.passwordHashFile,
+      sessionTtlMs: statusConfig.sessionTtlMinutes * 60_000,
+      state: status,
+      clock,
+      logger: logger.child({ component: "status" }),
+    });
+    await statusServer.start();
+  }
 
   // Fault events are rare and urgent: stored at once (not through the append buffer), sent first.
   const faultLogger = logger.child({ component: "faults" });
@@ -283,9 +314,11 @@ export function createGateway(config: GatewayConfig, options: GatewayOptions = {
       faultTimer.unref();
       sdNotifier.ready(`${config.gatewayId}: polling ${meterCount} meters, ${outbox.depth()} readings buffered`);
       // After the data path: a page that cannot start must not stop the readings (logged, not fatal).
-      await statusServer?.start().catch((error: unknown) => {
-        logger.error({ err: describeError(error) }, "status page not started");
-      });
+      if (config.status !== undefined) {
+        await startStatusServer(config.status).catch((error: unknown) => {
+          logger.error({ err: describeError(error) }, "status page not started");
+        });
+      }
     },
     stop() {
       stopping ??= (async () => {

@@ -99,5 +99,12 @@ export const StatusPayload = z.strictObject({
   oldestUnsentTs: IsoTime.nullable().optional(),
   certificateExpiresAt: IsoTime.nullable().optional(),
   clock: z.enum(["synced", "unsynced"]).optional(),
+  /**
+   * Disk cap (DESIGN "Storage"), since the gateway's outbox was created: interval readings
+   * deleted unsent to make room (energy registers kept at 15 minutes), and readings deleted
+   * unsent once thinning could not. Optional: gateways before issue 4's counts omit them.
+   */
+  thinnedReadings: z.number().int().nonnegative().optional(),
+  droppedReadings: z.number().int().nonnegative().optional(),
 });
 export type StatusPayload = z.infer<typeof StatusPayload>;

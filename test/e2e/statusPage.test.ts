@@ -5,13 +5,24 @@
  * certificate from the test CA) retries a broker that is not there, so readings buffer.
  *
  * The fault comes from the simulator (a scripted voltage swell) through the gateway's fault
- * detector, as in the field.
+ * detector, as in the field. The outbox starts with the backlog of an earlier outage that the
+ * disk cap thinned (issue 4): its counts survive the restart and show on the overview, in
+ * /api/status and in /metrics.
  */
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import path from "node:path";
-import { createGateway, createLogger, type Gateway, loadConfig, type StatusSnapshot } from "@edgemeter/gateway";
+import {
+  createGateway,
+  createLogger,
+  type Gateway,
+  loadConfig,
+  type NewReading,
+  OUTBOX_FILE_NAME,
+  SqliteOutbox,
+  type StatusSnapshot,
+} from "@edgemeter/gateway";
 import { startSimulator } from "@edgemeter/hardware";
 import { freePort, requireService, tempDir } from "@edgemeter/shared/testing";
 import { type Browser, type BrowserContext, chromium, type Page } from "playwright-core";
@@ -34,6 +45,8 @@ describe.skipIf(!hasChromium)("status page", () => {
   let baseUrl: string;
   let context: BrowserContext;
   let page: Page;
+  /** What the disk cap thinned before this gateway started (persisted in the outbox). */
+  let seededThinned: number;
 
   beforeAll(async () => {
     mkdirSync(OUTPUT_DIR, { recursive: true });
@@ -53,12 +66,34 @@ describe.skipIf(!hasChromium)("status page", () => {
     expect(statSync(hashFile).mode & 0o077, "hash file is private").toBe(0);
     expect(readFileSync(hashFile, "utf8")).toMatch(/^scrypt\$\d+\$\d+\$\d+\$[\w-]+\$[\w-]+\n$/);
 
+    // An earlier outage under a tighter cap: six hours of two meters every 10 s, thinned.
+    const dataDir = path.join(tmp.dir, "data");
+    const earlier = new SqliteOutbox({ file: path.join(dataDir, OUTBOX_FILE_NAME), capBytes: 400 * 1_024 });
+    const outage: NewReading[] = [];
+    for (let s = 0; s < 6 * 3_600; s += 10) {
+      for (const meterId of ["old-meter-a", "old-meter-b"]) {
+        outage.push({
+          meterId,
+          ts: new Date(Date.UTC(2026, 0, 1) + s * 1_000).toISOString(),
+          clock: "synced",
+          values: { voltageL1V: 230, activePowerW: 1_150, importEnergyKwh: 1_000 + s / 3_600 },
+        });
+      }
+    }
+    for (let i = 0; i < outage.length; i += 20) earlier.append(outage.slice(i, i + 20));
+    seededThinned = earlier.stats().thinnedReadings;
+    expect(seededThinned).toBeGreaterThan(1_000);
+    expect(earlier.stats().droppedReadings).toBe(0);
+    earlier.close();
+
     const configFile = path.join(tmp.dir, "gateway.yaml");
     writeFileSync(
       configFile,
       JSON.stringify({
         gatewayId: GATEWAY_ID,
-        dataDir: path.join(tmp.dir, "data"),
+        dataDir,
+        // Room above the seeded backlog for the whole test: the counts stay those of the outage.
+        outbox: { capMb: 1 },
         // Nobody listens there: the uplink keeps retrying and the outbox fills.
         uplink: { kind: "mqtt", url: `mqtts://localhost:${await freePort()}`, ...pki.gateway(GATEWAY_ID) },
         buses: [
@@ -146,6 +181,14 @@ describe.skipIf(!hasChromium)("status page", () => {
     await expect(page.locator("[data-field=certificate] .big").textContent()).resolves.toMatch(/\d+ days?$/);
     await expect(page.locator("[data-field=clock] .badge").textContent()).resolves.toContain("Synchronised");
     await expect(page.locator("[data-field=disk] .big").textContent()).resolves.toMatch(/% used/);
+    // Disk cap (issue 4): always shown, with the thinned and dropped counts, digits grouped.
+    const diskCap = page.locator("[data-field=diskcap]");
+    await expect(diskCap.locator("h2").textContent()).resolves.toBe("Disk cap");
+    const capText = (await diskCap.locator(".big").textContent()) ?? "";
+    expect(capText).toMatch(/^\S+ Thinned [\d\u202f]+ thinned, 0 dropped$/);
+    const thinnedShown = Number((await diskCap.locator("[data-value=thinned]").textContent())?.replace(/\D/g, ""));
+    expect(thinnedShown).toBe(seededThinned);
+    await expect(diskCap.locator("[data-value=dropped]").textContent()).resolves.toBe("0");
     await page.screenshot({ path: path.join(OUTPUT_DIR, "status-overview.png"), fullPage: true });
   });
 
@@ -333,6 +376,7 @@ describe.skipIf(!hasChromium)("status page", () => {
     expect(snapshot.uplink.state).toBe("retrying");
     expect(snapshot.uplink.reason).toMatch(/broker unreachable/);
     expect(snapshot.outbox.bufferedReadings).toBeGreaterThan(0);
+    expect(snapshot.outbox).toMatchObject({ thinnedReadings: seededThinned, droppedReadings: 0, capBytes: 1_048_576 });
     const swell = snapshot.events.find((e) => e.kind === "voltageSwell");
     expect(swell).toMatchObject({ meterId: "meter-3", phase: "L2", active: false });
     expect(swell?.extremeValue).toBeGreaterThan(253);
@@ -347,6 +391,8 @@ describe.skipIf(!hasChromium)("status page", () => {
     expect(text).toMatch(/^edgemeter_meter_value\{meter="meter-2",measurement="voltageL1V"\} \d+/m);
     expect(text).toMatch(/^edgemeter_certificate_expiry_days \d+$/m);
     expect(text).toContain('edgemeter_meter_state{meter="meter-9",state="offline"} 1');
+    expect(text).toMatch(new RegExp(`^edgemeter_outbox_thinned_readings ${seededThinned}$`, "m"));
+    expect(text).toMatch(/^edgemeter_outbox_dropped_readings 0$/m);
 
     // A Prometheus scraper has no cookie jar: HTTP Basic with the same password.
     const basic = Buffer.from(`prometheus:${PASSWORD}`).toString("base64");

@@ -65,6 +65,7 @@ buses:
       idleFlushMs: 1_000,
       ackTimeoutMs: 30_000,
       windowBatches: 4,
+      ackFlushMs: 1_000,
     });
     // Durability defaults (issue 4).
     expect(config.outbox).toEqual({ capMb: 1_024, appendFlushMs: 200 });

@@ -99,6 +99,11 @@ export const ForwarderSchema = z.strictObject({
   ackTimeoutMs: z.int().min(1_000).max(600_000).default(30_000),
   /** Telemetry batches in flight at once: hides the PUBACK round trip when draining a backlog. */
   windowBatches: z.int().min(1).max(64).default(4),
+  /**
+   * Acknowledged readings are deleted at the latest this long after their PUBACK, in large
+   * transactions (a crash in between only means a resend the cloud dedups); 0: at each PUBACK.
+   */
+  ackFlushMs: z.int().min(0).max(60_000).default(1_000),
 });
 
 /** The outbox (issue 4): disk cap and append batching. */
@@ -177,6 +182,7 @@ export const GatewayConfigSchema = z.strictObject({
     idleFlushMs: 1_000,
     ackTimeoutMs: 30_000,
     windowBatches: 4,
+    ackFlushMs: 1_000,
   }),
   buses: z.array(BusSchema).min(1, "configure at least one bus"),
   log: z.strictObject({ level: z.enum(LOG_LEVELS).default("info") }).default({ level: "info" }),

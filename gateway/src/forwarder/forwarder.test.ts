@@ -10,7 +10,7 @@ import { SqliteOutbox } from "../outbox/sqliteOutbox.js";
 import { mosquittoBinary, startMosquitto } from "../testing/mosquitto.js";
 import { MqttUplink } from "../uplink/mqttUplink.js";
 import type { PublishOptions, Uplink } from "../uplink/uplink.js";
-import { Forwarder, type ForwarderOptions } from "./forwarder.js";
+import { Forwarder, type ForwarderOptions, mergeRanges, takeRanges, telemetryFrame } from "./forwarder.js";
 
 const BROKER_URL = "mqtt://127.0.0.1:1883";
 const haveBroker = requireService(
@@ -128,7 +128,7 @@ describe("Forwarder with a real SQLite outbox and a real broker", () => {
         maxBatchReadings: 10,
         maxBatchBytes: 100_000,
         windowBatches: 1,
-        ackCoalesceReadings: 0,
+        ackFlushMs: 0,
       });
       await uplink.connect();
 
@@ -225,6 +225,38 @@ describe("Forwarder with a real SQLite outbox and a real broker", () => {
       expect(forwarder.stats()).toMatchObject({ publishedEvents: 1, publishedBatches: 20, failedBatches: 0 });
       expect(outbox.stats().pendingEvents).toBe(0);
       expect(outbox.recentEvents(10)).toEqual([event]); // kept for the status page
+    },
+  );
+
+  it.runIf(haveMosquittoBinary)(
+    "drains a large backlog in full-size batches (reused payload buffers) with every reading once, in seq order",
+    async () => {
+      const gatewayId = "gw-drain";
+      const broker = await startMosquitto(["topic readwrite #"]);
+      cleanups.push(() => broker.stop());
+      const subscriber = await connectAsync(broker.url, { protocolVersion: 5 });
+      cleanups.push(() => subscriber.endAsync());
+      const received: TelemetryPayload[] = [];
+      subscriber.on("message", (_topic, message) =>
+        received.push(TelemetryPayload.parse(JSON.parse(message.toString()))),
+      );
+      await subscriber.subscribeAsync(topicFor("telemetry", gatewayId), { qos: 1 });
+      const outbox = openOutbox();
+      // Eight meters, 750 readings each (readings() stamps one second apart per meter).
+      const stored = outbox.append(Array.from({ length: 8 }, (_, m) => readings(750, `meter-${m}`)).flat());
+      const uplink = uplinkFor(gatewayId, broker.url);
+      cleanups.push(() => uplink.close(200));
+      const forwarder = startForwarder({ gatewayId, outbox, uplink, maxBatchReadings: 500, maxBatchBytes: 40_000 });
+      await uplink.connect();
+      await waitFor(() => (forwarder.stats().publishedReadings === 6_000 ? true : undefined), "all acknowledged");
+      // Acknowledged readings are deleted after the drain (ackFlushMs), not one batch at a time.
+      await waitFor(() => (outbox.depth() === 0 ? true : undefined), "outbox empty");
+      await waitFor(() => (received.length === forwarder.stats().publishedBatches ? true : undefined), "all delivered");
+      expect(received.length).toBeGreaterThan(20); // batches of ~16-40 KB: the pooled path
+      expect(received.flatMap((p) => p.readings)).toEqual(stored);
+      for (const payload of received) {
+        expect(payload.batchId).toBe(`s${payload.readings[0]?.seq}-${payload.readings.at(-1)?.seq}`);
+      }
     },
   );
 
@@ -352,5 +384,51 @@ describe("Forwarder with a real SQLite outbox and a real broker", () => {
     expect(forwarder.stats().publishedBatches).toBe(0);
     // The connection stays up: a denial is about the topic, not the session.
     expect(uplink.state).toBe("connected");
+  });
+});
+
+describe("acknowledged ranges and the telemetry frame", () => {
+  it("merges ranges that touch, in any PUBACK order, and keeps gaps", () => {
+    expect(
+      mergeRanges([
+        { first: 10, last: 19 },
+        { first: 0, last: 9 },
+        { first: 25, last: 30 },
+        { first: 20, last: 22 },
+      ]),
+    ).toEqual([
+      { first: 0, last: 22 },
+      { first: 25, last: 30 },
+    ]);
+    expect(mergeRanges([])).toEqual([]);
+  });
+
+  it("takes the oldest ranges up to a number of seqs, cutting one in two if need be", () => {
+    const ranges = [
+      { first: 0, last: 9 },
+      { first: 20, last: 29 },
+    ];
+    expect(takeRanges(ranges, 15)).toEqual({
+      taken: [
+        { first: 0, last: 9 },
+        { first: 20, last: 24 },
+      ],
+      rest: [{ first: 25, last: 29 }],
+    });
+    expect(takeRanges(ranges, 100)).toEqual({ taken: ranges, rest: [] });
+    expect(takeRanges(ranges, 0).taken).toEqual([{ first: 0, last: 0 }]); // at least one
+  });
+
+  it("frames readings as a valid telemetry payload whose batchId comes from the seqs", () => {
+    const frame = telemetryFrame("gw-1", "2026-01-01T00:00:00.000Z");
+    const reading = { meterId: "m1", seq: 7, ts: "2026-01-01T00:00:00.000Z", clock: "synced", values: {} };
+    const json = `${frame.prefix.replaceAll(frame.placeholder, "7-7")}[${JSON.stringify(reading)}]${frame.suffix}`;
+    expect(TelemetryPayload.parse(JSON.parse(json))).toEqual({
+      v: 1,
+      gatewayId: "gw-1",
+      batchId: "s7-7",
+      sentAt: "2026-01-01T00:00:00.000Z",
+      readings: [reading],
+    });
   });
 });

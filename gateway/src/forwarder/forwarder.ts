@@ -10,7 +10,7 @@ import {
 } from "@edgemeter/shared";
 import type { Logger } from "pino";
 import { RepeatedFailure } from "../logging/repeatedFailure.js";
-import type { Outbox } from "../outbox/outbox.js";
+import type { BatchFrame, Outbox, RawOutboxBatch, SeqRange } from "../outbox/outbox.js";
 import { type Clock, systemClock } from "../time/clock.js";
 import type { Uplink } from "../uplink/uplink.js";
 import { fullJitterBackoffMs } from "./backoff.js";
@@ -22,6 +22,28 @@ import { fullJitterBackoffMs } from "./backoff.js";
 const ENVELOPE_RESERVE_BYTES = 256;
 /** Events are ~300 bytes each: 200 stay far below the 128 KB payload limit. */
 const MAX_EVENTS_PER_BATCH = 200;
+/**
+ * Most readings deleted in one transaction: SQLite needs about a microsecond per reading, so a
+ * chunk blocks the event loop for some 10 ms, well inside a Modbus timeout.
+ */
+const ACK_CHUNK_READINGS = 10_000;
+/** Smaller payloads (the steady state: a poll round) are sent as read, not pooled. */
+const POOLED_PAYLOAD_MIN_BYTES = 16 * 1024;
+/** The pause before each chunk of deletes when idle (see the forwarder loop). */
+const ACK_IDLE_DELAY_MS = 20;
+
+/** A batch read for sending: its payload is `pooled` (a pool buffer) or the buffer SQLite made. */
+interface ReadBatch {
+  batch: RawOutboxBatch;
+  payload: Buffer;
+  pooled: Buffer | undefined;
+}
+
+interface AwaitedAck {
+  /** clock.monotonicMs() after which the publish counts as lost. */
+  deadlineMs: number;
+  fail: (error: EdgemeterError) => void;
+}
 
 type BatchOutcome =
   | { ok: true; promise: Promise<BatchOutcome> }
@@ -42,12 +64,15 @@ export interface ForwarderOptions {
    */
   ackTimeoutMs?: number;
   /**
-   * Acknowledged readings are deleted in one transaction once this many have gathered (or when
-   * the forwarder idles, fails or stops), not one transaction per batch: each commit is an fsync
-   * (synchronous=FULL), and a lost delete only means a resend the cloud dedups. Default 5000; 0
-   * deletes at each PUBACK.
+   * Acknowledged readings are deleted at the latest this long after their PUBACK, in a few large
+   * transactions, not one per batch: a delete costs SQLite about a microsecond per reading plus
+   * an fsync per commit, as much as sending it, and a delete that a crash loses only means a
+   * resend, which the cloud dedups. So a drain sends at full speed and deletes when idle, or
+   * once per interval (in chunks of ACK_CHUNK_READINGS) while a long drain goes on. Also
+   * deleted: before starting over after a failure, when idle, at stop. Default 1000; 0 deletes
+   * at each PUBACK.
    */
-  ackCoalesceReadings?: number;
+  ackFlushMs?: number;
   /** Telemetry batches in flight at once (default 4; 1 = strictly one after the other). */
   windowBatches?: number;
   /**
@@ -91,7 +116,16 @@ export class Forwarder {
   private readonly stopSignal = new AbortController();
   /** Aborted when stop()'s deadline passes: stops waiting for an in-flight PUBACK. */
   private readonly hardStop = new AbortController();
+  /** Publishes waiting for their PUBACK (publishAcknowledged), timed out by watchAcks. */
+  private readonly awaitingAcks = new Set<AwaitedAck>();
+  private watchingAcks = false;
+  /** Ends the watchdog's sleep: at a hard stop (fail what is in flight) and after stop (no timer left behind). */
+  private readonly watchdogWake = new AbortController();
   private unsubscribes: Array<() => void> = [];
+  /** Payload buffers for large batches, reused after their PUBACK (pooledCopy). */
+  private payloadPool: Buffer[] = [];
+  /** Counts wake() calls: a batch read ahead before the latest one is read again (see loop). */
+  private wakeEpoch = 0;
   private readonly counters: ForwarderStats = {
     publishedBatches: 0,
     publishedReadings: 0,
@@ -101,7 +135,10 @@ export class Forwarder {
   };
   private readonly eventsTopic: string;
   private readonly window: number;
-  private pendingAcks: number[] = [];
+  /** Acknowledged batches not deleted yet (ackFlushMs), in PUBACK order. */
+  private pendingAcks: SeqRange[] = [];
+  /** clock.monotonicMs() of the oldest PUBACK in pendingAcks. */
+  private pendingAcksSinceMs = 0;
 
   constructor(private readonly options: ForwarderOptions) {
     this.logger = options.logger;
@@ -117,7 +154,8 @@ export class Forwarder {
   start(): void {
     if (this.running !== undefined) return;
     this.unsubscribes = [
-      this.options.outbox.onAppend(() => this.wake()),
+      // New readings change nothing already stored (higher seqs): what was read ahead stays valid.
+      this.options.outbox.onAppend(() => this.idleWait.abort()),
       this.options.uplink.on("state", () => this.wake()),
     ];
     this.running = this.loop().catch((error: unknown) => {
@@ -127,6 +165,7 @@ export class Forwarder {
 
   /** Ends an idle wait: there may be something to send, or the connection came up. */
   wake(): void {
+    this.wakeEpoch++;
     this.idleWait.abort();
   }
 
@@ -144,11 +183,15 @@ export class Forwarder {
     this.stopSignal.abort();
     this.wake();
     if (this.running === undefined) return;
-    const timer = setTimeout(() => this.hardStop.abort(), deadlineMs);
+    const timer = setTimeout(() => {
+      this.hardStop.abort();
+      this.watchdogWake.abort();
+    }, deadlineMs);
     try {
       await this.running;
     } finally {
       clearTimeout(timer);
+      this.watchdogWake.abort();
     }
   }
 
@@ -157,6 +200,45 @@ export class Forwarder {
     /** Highest seq handed to the uplink and not known to have failed: the window continues after it. */
     let queuedUpToSeq = -1;
     const inFlight = new Set<Promise<BatchOutcome>>();
+    const limits = {
+      maxReadings: this.options.maxBatchReadings,
+      maxBytes: this.maxPayloadBytes - ENVELOPE_RESERVE_BYTES,
+    };
+    // The whole TelemetryPayload in one buffer: the envelope around the readings' JSON as
+    // stored, no parse and re-serialise per reading (the wire schema is checked in the tests).
+    const readBatch = (): ReadBatch => {
+      const batch = this.options.outbox.nextRawBatchAfter(
+        queuedUpToSeq,
+        limits,
+        this.options.hold,
+        telemetryFrame(this.options.gatewayId, new Date(this.clock.nowMs()).toISOString()),
+      );
+      // Copied at once, so the buffer SQLite made dies before any GC sees it (pooledCopy).
+      const pooled = batch.count > 0 ? this.pooledCopy(batch.json) : undefined;
+      return { batch, pooled, payload: pooled === undefined ? batch.json : pooled.subarray(0, batch.bytes) };
+    };
+    /**
+     * The batch after `afterSeq`, read while the window was full: sent at the next PUBACK without
+     * waiting for SQLite, whose read (about as costly as sending the batch) then overlaps the
+     * network round trip instead of lengthening it (issue 4 drain). Valid only for that position
+     * and until the next wake() (a connection change, the clock's re-stamping: what is due may
+     * have changed); new readings do not matter (higher seqs).
+     */
+    let prepared: { afterSeq: number; epoch: number; read: ReadBatch } | undefined;
+    const dropPrepared = () => {
+      // Never published: its buffer can go back to the pool at once.
+      if (prepared?.read.pooled !== undefined) this.recycle(prepared.read.pooled);
+      prepared = undefined;
+    };
+    const nextBatch = (): ReadBatch => {
+      const ready = prepared;
+      if (ready !== undefined && ready.afterSeq === queuedUpToSeq && ready.epoch === this.wakeEpoch) {
+        prepared = undefined;
+        return ready.read;
+      }
+      dropPrepared();
+      return readBatch();
+    };
     const backOff = async (error: unknown, what: string, detail: Record<string, unknown>) => {
       failures++;
       this.counters.failedBatches++;
@@ -185,6 +267,7 @@ export class Forwarder {
     };
     while (!this.stopping) {
       if (this.options.uplink.state !== "connected" && inFlight.size === 0) {
+        await this.flushAllAcks();
         await this.waitIdle();
         continue;
       }
@@ -218,43 +301,44 @@ export class Forwarder {
       // Fill the window: several batches in flight hide the round trip to the broker (a PUBACK
       // per batch), which dominates the drain rate over a mobile link.
       while (inFlight.size < this.window && this.options.uplink.state === "connected" && !this.stopping) {
-        const batch = this.options.outbox.nextRawBatchAfter(
-          queuedUpToSeq,
-          { maxReadings: this.options.maxBatchReadings, maxBytes: this.maxPayloadBytes - ENVELOPE_RESERVE_BYTES },
-          this.options.hold,
-        );
-        const seqs = batch.seqs;
-        const first = seqs[0];
-        const last = seqs.at(-1);
-        if (first === undefined || last === undefined) break;
+        const { batch, pooled, payload: bytes } = nextBatch();
+        if (batch.count === 0) break;
+        const first = batch.firstSeq;
+        const last = batch.lastSeq;
+        const count = batch.count;
         queuedUpToSeq = last;
-        // Derived from the seqs, so a resent batch carries the same id in broker and cloud logs.
         const batchId = `s${first}-${last}`;
-        // The TelemetryPayload envelope around the readings' JSON as stored: no parse and
-        // re-serialise per reading on the drain path (the wire schema is checked in the tests).
-        const envelope = {
-          v: WIRE_VERSION,
-          gatewayId: this.options.gatewayId,
-          batchId,
-          sentAt: new Date(this.clock.nowMs()).toISOString(),
-        } satisfies Omit<TelemetryPayload, "readings">;
-        const bytes = Buffer.from(`${JSON.stringify(envelope).slice(0, -1)},"readings":${batch.json}}`);
         const outcome: Promise<BatchOutcome> = this.publishAcknowledged(this.topic, bytes).then(
           () => {
+            // The uplink holds no reference to an acknowledged payload (Uplink.publish): reuse it.
+            if (pooled !== undefined) this.recycle(pooled);
             // Only now, with the PUBACK in hand, may the outbox forget these readings.
-            this.pendingAcks.push(...seqs);
-            if (this.pendingAcks.length >= (this.options.ackCoalesceReadings ?? 5_000)) this.flushAcks();
+            this.addAck({ first, last });
             this.counters.publishedBatches++;
-            this.counters.publishedReadings += seqs.length;
-            this.logger.debug({ batchId, readings: seqs.length, bytes: bytes.length }, "batch acknowledged");
+            this.counters.publishedReadings += count;
+            this.logger.debug({ batchId, readings: count, bytes: bytes.length }, "batch acknowledged");
             return { ok: true as const, promise: outcome };
           },
-          (error: unknown) => ({ ok: false as const, error, batchId, readings: seqs.length, promise: outcome }),
+          (error: unknown) => ({ ok: false as const, error, batchId, readings: count, promise: outcome }),
         );
         inFlight.add(outcome);
       }
+      // A full window while draining: read the next batch now, while the network works. (On a
+      // worker thread it was slower: the batch crossed threads and the thread competed for the
+      // same cores as the TLS work and the broker.)
+      if (inFlight.size >= this.window && prepared === undefined) {
+        const epoch = this.wakeEpoch;
+        const read = readBatch();
+        if (read.batch.count > 0) prepared = { afterSeq: queuedUpToSeq, epoch, read };
+      }
       if (inFlight.size === 0) {
-        this.flushAcks();
+        // Nothing to send: the moment to delete what was acknowledged, a chunk at a time, each
+        // after a short pause that new readings (an append wakes it) or anything else due may
+        // take first: deleting is the least urgent work there is.
+        if (this.pendingAcks.length > 0) {
+          if (await this.pausedForIdleDelete()) this.flushAcks(ACK_CHUNK_READINGS);
+          continue;
+        }
         await this.waitIdle();
         continue;
       }
@@ -269,8 +353,10 @@ export class Forwarder {
       // then start again from the oldest unsent reading, in seq order.
       const rest = await Promise.all(inFlight);
       inFlight.clear();
-      this.flushAcks(); // before starting over from the oldest unsent reading
+      // Before starting over from the oldest unsent reading, or the acknowledged ones would go again.
+      await this.flushAllAcks();
       queuedUpToSeq = -1;
+      dropPrepared();
       if (this.stopping && this.hardStop.signal.aborted) break;
       const failedCount = 1 + rest.filter((r) => !r.ok).length;
       await backOff(settled.error, "telemetry", {
@@ -280,50 +366,193 @@ export class Forwarder {
       });
     }
     if (inFlight.size > 0) await Promise.all(inFlight);
-    this.flushAcks();
+    await this.flushAllAcks();
   }
 
-  /** Deletes the acknowledged readings gathered so far, in one transaction. */
-  private flushAcks(): void {
+  /**
+   * A copy of a large payload into a buffer of the pool, or undefined for a small one. Why: each
+   * batch read from SQLite is a new 120 KB buffer, and one that is still in flight at the next
+   * young-generation GC is promoted with its memory, which only a full GC frees: a drain then
+   * ran a full GC every few megabytes (measured). Copied into a few long-lived buffers, the
+   * fresh one dies young and cheaply. A buffer returns to the pool only after its PUBACK.
+   */
+  private pooledCopy(json: Buffer): Buffer | undefined {
+    if (json.length < POOLED_PAYLOAD_MIN_BYTES || json.length > this.maxPayloadBytes) return undefined;
+    const buffer = this.payloadPool.pop() ?? Buffer.allocUnsafeSlow(this.maxPayloadBytes);
+    json.copy(buffer, 0, 0, json.length);
+    return buffer;
+  }
+
+  private recycle(buffer: Buffer): void {
+    if (this.payloadPool.length < this.window + 2) this.payloadPool.push(buffer);
+  }
+
+  /** A batch was acknowledged: its readings are deleted now (ackFlushMs 0) or soon. */
+  private addAck(range: SeqRange): void {
+    const flushMs = this.options.ackFlushMs ?? 1_000;
+    if (this.pendingAcks.length === 0) this.pendingAcksSinceMs = this.clock.monotonicMs();
+    this.pendingAcks.push(range);
+    if (flushMs <= 0) this.flushAcks(Number.POSITIVE_INFINITY);
+    else if (this.clock.monotonicMs() - this.pendingAcksSinceMs >= flushMs) this.flushAcks(ACK_CHUNK_READINGS);
+  }
+
+  /**
+   * Deletes acknowledged readings, oldest first, in one transaction of at most about `maxReadings`
+   * (a synchronous SQLite call: a bounded one keeps the event loop, and so the Modbus polls, going).
+   */
+  private flushAcks(maxReadings: number): void {
     if (this.pendingAcks.length === 0) return;
-    const seqs = this.pendingAcks;
-    this.pendingAcks = [];
+    const { taken, rest } = takeRanges(mergeRanges(this.pendingAcks), maxReadings);
+    // What is left stays due (its oldest PUBACK is as old as before): the next PUBACK deletes the
+    // next chunk, so a long drain deletes as fast as it sends.
+    this.pendingAcks = rest;
     try {
-      this.options.outbox.ack(seqs);
+      this.options.outbox.ackRanges(taken);
     } catch (error) {
       // They were delivered: failing to delete them only means a resend, which the cloud dedups.
-      this.logger.warn({ err: String(error), readings: seqs.length }, "could not delete acknowledged readings");
+      this.logger.warn({ err: String(error), ranges: taken.length }, "could not delete acknowledged readings");
     }
   }
 
-  private async publishAcknowledged(topic: string, bytes: Buffer): Promise<void> {
-    const ackTimeoutMs = this.options.ackTimeoutMs ?? 30_000;
-    const giveUp = new AbortController();
-    const abortOnHardStop = () => giveUp.abort();
-    this.hardStop.signal.addEventListener("abort", abortOnHardStop, { once: true });
-    const publish = this.options.uplink.publish(topic, bytes, { qos: 1 });
-    try {
-      await Promise.race([
-        publish,
-        this.clock.sleep(ackTimeoutMs, giveUp.signal).then(() => {
-          throw new EdgemeterError(
-            "uplink.timeout",
-            this.hardStop.signal.aborted ? "stopped before the PUBACK arrived" : `no PUBACK within ${ackTimeoutMs} ms`,
-            { retryable: true },
-          );
-        }),
-      ]);
-    } finally {
-      giveUp.abort();
-      this.hardStop.signal.removeEventListener("abort", abortOnHardStop);
-      // A late failure of an abandoned publish must not become an unhandled rejection.
-      publish.catch(() => undefined);
+  /** Deletes every acknowledged reading, a chunk at a time, letting the event loop run in between. */
+  private async flushAllAcks(): Promise<void> {
+    while (this.pendingAcks.length > 0) {
+      this.flushAcks(ACK_CHUNK_READINGS);
+      if (this.pendingAcks.length > 0) await yieldToEventLoop();
     }
+  }
+
+  /**
+   * Publishes and resolves on the PUBACK; rejects with `uplink.timeout` when none came within
+   * ackTimeoutMs, or at once on a hard stop. One watchdog times out every publish in flight
+   * (instead of a timer, an AbortController and a listener per publish: a drain settles
+   * hundreds of publishes a second).
+   */
+  private publishAcknowledged(topic: string, bytes: Buffer): Promise<void> {
+    const publish = this.options.uplink.publish(topic, bytes, { qos: 1 });
+    // A late failure of an abandoned (timed-out) publish must not become an unhandled rejection.
+    publish.catch(() => undefined);
+    return new Promise<void>((resolve, reject) => {
+      const entry: AwaitedAck = {
+        deadlineMs: this.clock.monotonicMs() + (this.options.ackTimeoutMs ?? 30_000),
+        fail: reject,
+      };
+      this.awaitingAcks.add(entry);
+      publish.then(
+        () => {
+          if (this.awaitingAcks.delete(entry)) resolve();
+        },
+        (error: unknown) => {
+          if (this.awaitingAcks.delete(entry)) reject(error);
+        },
+      );
+      if (!this.watchingAcks) {
+        this.watchingAcks = true;
+        void this.watchAcks();
+      }
+    });
+  }
+
+  /** Fails the publishes whose PUBACK is overdue; runs while any publish awaits its PUBACK. */
+  private async watchAcks(): Promise<void> {
+    const ackTimeoutMs = this.options.ackTimeoutMs ?? 30_000;
+    for (;;) {
+      // After stop() nothing may keep waiting (or spin on the aborted wake signal).
+      const stopped = this.hardStop.signal.aborted || this.watchdogWake.signal.aborted;
+      const nowMs = this.clock.monotonicMs();
+      let nextDeadlineMs = Number.POSITIVE_INFINITY;
+      for (const entry of this.awaitingAcks) {
+        if (stopped || entry.deadlineMs <= nowMs) {
+          this.awaitingAcks.delete(entry);
+          entry.fail(
+            new EdgemeterError(
+              "uplink.timeout",
+              stopped ? "stopped before the PUBACK arrived" : `no PUBACK within ${ackTimeoutMs} ms`,
+              { retryable: true },
+            ),
+          );
+        } else nextDeadlineMs = Math.min(nextDeadlineMs, entry.deadlineMs);
+      }
+      // Checked and cleared in one synchronous step: a publish made after this starts a new watchdog.
+      if (this.awaitingAcks.size === 0) {
+        this.watchingAcks = false;
+        return;
+      }
+      await this.clock.sleep(nextDeadlineMs - nowMs, this.watchdogWake.signal);
+    }
+  }
+
+  /** Waits ACK_IDLE_DELAY_MS; false when woken early (something to send) or stopping. */
+  private async pausedForIdleDelete(): Promise<boolean> {
+    if (!this.idleWait.signal.aborted) await this.clock.sleep(ACK_IDLE_DELAY_MS, this.idleWait.signal);
+    if (!this.idleWait.signal.aborted) return !this.stopping;
+    this.idleWait = new AbortController();
+    return false;
   }
 
   private async waitIdle(): Promise<void> {
+    // Idle: the drain is over, give the pool's memory back.
+    this.payloadPool = [];
     // A wake() that arrived while we were busy (an append during a publish) counts: look again now.
     if (!this.idleWait.signal.aborted) await this.clock.sleep(this.options.idleFlushMs, this.idleWait.signal);
     if (this.idleWait.signal.aborted) this.idleWait = new AbortController();
   }
+}
+
+const SEQS_PLACEHOLDER = "{seqs}";
+
+/**
+ * The TelemetryPayload envelope (`{"v":1,"gatewayId":…,"batchId":…,"sentAt":…,"readings":[…]}`)
+ * as a frame for Outbox.nextRawBatchAfter. The batchId `s<first>-<last>` is derived from the
+ * seqs, so a resent batch carries the same id in broker and cloud logs.
+ */
+export function telemetryFrame(gatewayId: string, sentAt: string): BatchFrame {
+  const envelope = {
+    v: WIRE_VERSION,
+    gatewayId,
+    batchId: `s${SEQS_PLACEHOLDER}`,
+    sentAt,
+  } satisfies Omit<TelemetryPayload, "readings">;
+  return { prefix: `${JSON.stringify(envelope).slice(0, -1)},"readings":`, suffix: "}", placeholder: SEQS_PLACEHOLDER };
+}
+
+/**
+ * Acknowledged ranges sorted and joined where they touch (consecutive batches), so a drain's
+ * acknowledgements delete as one range each: PUBACKs of a window may arrive in any order.
+ */
+export function mergeRanges(ranges: readonly SeqRange[]): SeqRange[] {
+  const sorted = [...ranges].sort((a, b) => a.first - b.first);
+  const merged: SeqRange[] = [];
+  for (const range of sorted) {
+    const last = merged.at(-1);
+    if (last !== undefined && range.first <= last.last + 1) last.last = Math.max(last.last, range.last);
+    else merged.push({ first: range.first, last: range.last });
+  }
+  return merged;
+}
+
+/**
+ * Splits sorted ranges into the oldest ones spanning at most about `maxSeqs` seqs (at least one
+ * seq) and the rest. A range may be cut in two: each part is still acknowledged readings only.
+ */
+export function takeRanges(ranges: readonly SeqRange[], maxSeqs: number): { taken: SeqRange[]; rest: SeqRange[] } {
+  const taken: SeqRange[] = [];
+  let budget = Math.max(1, maxSeqs);
+  let i = 0;
+  for (; i < ranges.length && budget > 0; i++) {
+    const range = ranges[i] as SeqRange;
+    const span = range.last - range.first + 1;
+    if (span <= budget) {
+      taken.push(range);
+      budget -= span;
+      continue;
+    }
+    taken.push({ first: range.first, last: range.first + budget - 1 });
+    return { taken, rest: [{ first: range.first + budget, last: range.last }, ...ranges.slice(i + 1)] };
+  }
+  return { taken, rest: ranges.slice(i) };
+}
+
+function yieldToEventLoop(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
 }

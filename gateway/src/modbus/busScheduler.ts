@@ -217,11 +217,12 @@ export class BusScheduler {
     for (let index = 0; index < plan.length; index++) {
       const request = plan[index];
       if (request === undefined) continue;
-      const where = `${request.fn} ${request.address}+${request.count}`;
+      // Only for error messages: built when one is written, not for every request.
+      const where = () => `${request.fn} ${request.address}+${request.count}`;
       if (connectionLost) {
         // After a timeout or a broken connection the meter's other requests would most likely
         // time out too, each holding up every other meter on the bus: skip them this poll.
-        errors.push({ code: "modbus.skipped", message: `${where}: skipped after the previous request failed` });
+        errors.push({ code: "modbus.skipped", message: `${where()}: skipped after the previous request failed` });
         continue;
       }
       try {
@@ -239,7 +240,7 @@ export class BusScheduler {
         }
         this.counters.failedRequests++;
         const code = isEdgemeterError(error) ? error.code : "modbus.error";
-        errors.push({ code, message: `${where}: ${describeError(error)}` });
+        errors.push({ code, message: `${where()}: ${describeError(error)}` });
         connectionLost = code === "modbus.timeout" || code === "modbus.connection" || code === "modbus.crc";
       }
     }

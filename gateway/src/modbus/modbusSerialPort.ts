@@ -103,7 +103,10 @@ export class ModbusSerialPort implements ModbusPort {
           },
         );
       }
-      this.options.logger.trace({ ...request, hex: result.buffer.toString("hex") }, "modbus answer");
+      // Checked first: the arguments (a hex copy of every answer) would be built even when trace is off.
+      if (this.options.logger.isLevelEnabled("trace")) {
+        this.options.logger.trace({ ...request, hex: result.buffer.toString("hex") }, "modbus answer");
+      }
       return result.data;
     } catch (error) {
       throw await this.translate(error, request);

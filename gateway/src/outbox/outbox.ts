@@ -39,11 +39,41 @@ export interface BatchLimits {
   maxBytes: number;
 }
 
+/** The readings with seq in [first, last], both included (a batch's readings, for deletion after its ack). */
+export interface SeqRange {
+  first: number;
+  last: number;
+}
+
+/**
+ * Text around a raw batch's JSON array, joined to it where the batch is read (one buffer per
+ * batch, no copy to add an envelope). `placeholder`, where it occurs in `prefix`, becomes the
+ * batch's seq range `first-last` (a batch id derived from its seqs).
+ */
+export interface BatchFrame {
+  prefix: string;
+  suffix: string;
+  /** Non-empty; replaced in `prefix` only. */
+  placeholder: string;
+}
+
 export interface RawOutboxBatch {
-  /** Seqs of the readings, ascending. Empty when nothing is due. */
-  seqs: number[];
-  /** `[reading,reading,...]`: the readings' JSON joined, `bytes` long (UTF-8). */
-  json: string;
+  /** Number of readings; 0 when nothing is due (then the seqs are -1 and `json` is empty). */
+  count: number;
+  /**
+   * Seqs of the first and last reading. A batch is the next `count` stored readings in seq
+   * order, so every reading stored with a seq in [firstSeq, lastSeq] is in it: acknowledging
+   * the batch may delete the whole range (`ackRanges`). No reading can join the range later:
+   * seqs are assigned rising and never reused.
+   */
+  firstSeq: number;
+  lastSeq: number;
+  /**
+   * `[reading,reading,...]`: the readings' JSON exactly as stored, joined, as UTF-8 bytes;
+   * inside the frame when one was given (`prefix[...]suffix`).
+   */
+  json: Buffer;
+  /** `json.length`. BatchLimits.maxBytes bounds the array alone, without the frame. */
   bytes: number;
 }
 
@@ -89,10 +119,15 @@ export interface Outbox {
    */
   nextBatchAfter(afterSeq: number, limits: BatchLimits, hold?: (reading: Reading) => boolean): OutboxBatch;
   /**
-   * nextBatchAfter for the publisher's hot path: the readings as the JSON text of an array,
-   * exactly as stored (no parse and re-serialise per reading), with their seqs.
+   * nextBatchAfter for the publisher's hot path: the readings as the UTF-8 bytes of a JSON
+   * array, exactly as stored (no parse and re-serialise per reading), with their seq range.
    */
-  nextRawBatchAfter(afterSeq: number, limits: BatchLimits, hold?: (reading: Reading) => boolean): RawOutboxBatch;
+  nextRawBatchAfter(
+    afterSeq: number,
+    limits: BatchLimits,
+    hold?: (reading: Reading) => boolean,
+    frame?: BatchFrame,
+  ): RawOutboxBatch;
   /** Stores fault events; an event already stored (same eventId and state) is ignored. */
   appendEvents(events: readonly MeterEvent[]): void;
   /** Up to `limit` unsent events, oldest first, with the row ids `ackEvents` takes. */
@@ -105,6 +140,16 @@ export interface Outbox {
   stats(): OutboxStats;
   /** Deletes the readings with these seqs (unknown seqs are ignored). @returns how many were deleted. */
   ack(seqs: readonly number[]): number;
+  /**
+   * Deletes every reading with a seq in one of the ranges (acknowledged batches, see
+   * RawOutboxBatch), in one transaction. @returns how many were deleted.
+   */
+  ackRanges(ranges: readonly SeqRange[]): number;
+  /**
+   * The disk-cap counters alone (see OutboxStats), without the queries `stats()` makes: cheap
+   * enough to poll. They survive restarts.
+   */
+  diskCapCounts(): { thinnedReadings: number; droppedReadings: number };
   /** Number of unsent readings. */
   depth(): number;
   /** `ts` of the oldest unsent reading (lowest seq), or null when empty. */

@@ -2,7 +2,8 @@ import path from "node:path";
 import type { Reading } from "@edgemeter/shared";
 import { tempDir } from "@edgemeter/shared/testing";
 import { afterEach, describe, expect, it } from "vitest";
-import type { NewReading } from "./outbox.js";
+import { outboxStatusFacts } from "../uplink/statusReport.js";
+import type { BatchFrame, NewReading } from "./outbox.js";
 import { SqliteOutbox, THIN_BUCKET_MS } from "./sqliteOutbox.js";
 
 function reading(meterId: string, second: number): NewReading {
@@ -153,11 +154,21 @@ describe("SqliteOutbox (real SQLite file)", () => {
       }
       // The newest detail is the last to go: the final minutes are complete.
       expect(left.slice(-12).map((r) => r.ts)).toEqual(all.slice(-12).map((r) => r.ts));
+      // What the uplink publishes in the retained status (and the status page shows): the same counts.
+      const { statusFacts, diskCapCounts } = outboxStatusFacts(outbox);
+      expect(diskCapCounts()).toEqual({ thinnedReadings: stats.thinnedReadings, droppedReadings: 0 });
+      expect(statusFacts()).toEqual({
+        bufferedReadings: stats.depth,
+        oldestUnsentTs: all[0]?.ts, // thinning keeps the first energy reading of the oldest bucket
+        thinnedReadings: stats.thinnedReadings,
+        droppedReadings: 0,
+      });
       // Counters survive a restart.
       outbox.close();
       const reopened = new SqliteOutbox({ file, capBytes });
       cleanups.unshift(() => reopened.close());
       expect(reopened.stats()).toMatchObject({ thinnedReadings: stats.thinnedReadings, droppedReadings: 0 });
+      expect(reopened.diskCapCounts()).toEqual({ thinnedReadings: stats.thinnedReadings, droppedReadings: 0 });
     });
 
     it("drops the oldest readings, counted, once thinning cannot make room", () => {
@@ -181,7 +192,113 @@ describe("SqliteOutbox (real SQLite file)", () => {
       expect(stats.droppedReadings + stats.depth).toBe(sparse.length);
       // The oldest went: what is left is the newest, contiguous.
       expect(outbox.oldestTs()).toBe(sparse[stats.droppedReadings]?.ts);
+      expect(outbox.diskCapCounts()).toEqual({ thinnedReadings: 0, droppedReadings: stats.droppedReadings });
     });
+  });
+
+  describe("raw batches (the forwarder's drain path)", () => {
+    const frame: BatchFrame = { prefix: '{"batchId":"s{seqs}","readings":', suffix: "}", placeholder: "{seqs}" };
+    /** All raw batches after -1, as the forwarder takes them one after the other. */
+    function drain(outbox: SqliteOutbox, maxBytes: number, hold?: (r: Reading) => boolean) {
+      const batches: Array<{ first: number; last: number; count: number; bytes: number; body: unknown }> = [];
+      for (let after = -1; ; ) {
+        const batch = outbox.nextRawBatchAfter(after, { maxReadings: 50, maxBytes }, hold, frame);
+        if (batch.count === 0) break;
+        expect(batch.bytes).toBe(batch.json.length);
+        batches.push({
+          first: batch.firstSeq,
+          last: batch.lastSeq,
+          count: batch.count,
+          bytes: batch.bytes,
+          body: JSON.parse(batch.json.toString()),
+        });
+        after = batch.lastSeq;
+      }
+      return batches;
+    }
+
+    it("joins the stored JSON of consecutive readings, framed, within the byte limit, in seq order", () => {
+      const { outbox } = open();
+      const stored = outbox.append(Array.from({ length: 120 }, (_, i) => reading(`m${i % 3}`, i)));
+      const maxBytes = 4_000;
+      const batches = drain(outbox, maxBytes);
+      expect(batches.length).toBeGreaterThan(2);
+      const readings = batches.flatMap((b) => (b.body as { readings: Reading[] }).readings);
+      expect(readings).toEqual(stored); // every reading once, in seq order, exactly as stored
+      for (const b of batches) {
+        expect(b.body).toMatchObject({ batchId: `s${b.first}-${b.last}` });
+        const array = JSON.stringify((b.body as { readings: Reading[] }).readings);
+        expect(Buffer.byteLength(array)).toBeLessThanOrEqual(maxBytes);
+        expect((b.body as { readings: Reading[] }).readings).toHaveLength(b.count);
+      }
+      // Nothing was removed by reading.
+      expect(outbox.depth()).toBe(120);
+    });
+
+    it("reads the same across holes left by thinning and acknowledged ranges", () => {
+      const { outbox } = open();
+      const stored = outbox.append(Array.from({ length: 60 }, (_, i) => reading("m1", i)));
+      // Holes: a range acknowledged out of order, and single readings gone.
+      expect(outbox.ackRanges([{ first: 10, last: 19 }])).toBe(10);
+      expect(outbox.ack([25, 31, 32])).toBe(3);
+      const left = stored.filter((r) => !(r.seq >= 10 && r.seq <= 19) && ![25, 31, 32].includes(r.seq));
+      const batches = drain(outbox, 2_500);
+      expect(batches.flatMap((b) => (b.body as { readings: Reading[] }).readings)).toEqual(left);
+      // A batch covers every stored reading between its first and last seq: acknowledging it as a range is exact.
+      for (const b of batches) {
+        expect(left.filter((r) => r.seq >= b.first && r.seq <= b.last)).toHaveLength(b.count);
+      }
+      expect(outbox.ackRanges(batches.map((b) => ({ first: b.first, last: b.last })))).toBe(left.length);
+      expect(outbox.depth()).toBe(0);
+    });
+
+    it("stops before an unsynced reading that hold keeps back, and takes it once hold lets it go", () => {
+      const { outbox } = open();
+      outbox.append([reading("m1", 0), reading("m1", 1)]);
+      outbox.append([{ ...reading("m1", 2), clock: "unsynced" }], { bootId: "b", monotonicMsOf: () => 2_000 });
+      outbox.append([reading("m1", 3)]);
+      let holding = true;
+      const hold = (r: Reading) => holding && r.clock === "unsynced";
+      expect(drain(outbox, 100_000, hold).map((b) => [b.first, b.last])).toEqual([[0, 1]]);
+      holding = false;
+      expect(drain(outbox, 100_000, hold).map((b) => [b.first, b.last])).toEqual([[0, 3]]);
+    });
+
+    it("sends one reading alone when it exceeds the limit by itself", () => {
+      const { outbox } = open();
+      outbox.append([reading("m1", 0), reading("m1", 1)]);
+      expect(drain(outbox, 10).map((b) => b.count)).toEqual([1, 1]);
+    });
+  });
+
+  it("counts unsent fault events in memory exactly: duplicates, acks and a reopen", () => {
+    const { dir, remove } = tempDir("outbox");
+    cleanups.push(remove);
+    const event = (eventId: string) => ({
+      eventId,
+      meterId: "m1",
+      kind: "voltageSag" as const,
+      state: "start" as const,
+      phase: "L1" as const,
+      value: 180,
+      threshold: 207,
+      ts: "2026-01-01T00:00:00.000Z",
+      durationMs: null,
+      clock: "synced" as const,
+    });
+    const first = open(dir).outbox;
+    expect(first.nextEvents(10)).toEqual([]);
+    first.appendEvents([event("e1"), event("e2")]);
+    first.appendEvents([event("e1")]); // seen again: stored once
+    expect(first.stats().pendingEvents).toBe(2);
+    const [e1] = first.nextEvents(10);
+    first.ackEvents([e1?.rowId as number]);
+    first.ackEvents([e1?.rowId as number]); // twice: counted once
+    expect(first.stats().pendingEvents).toBe(1);
+    first.close();
+    const second = open(dir).outbox;
+    expect(second.nextEvents(10).map((e) => e.event.eventId)).toEqual(["e2"]);
+    expect(second.stats().pendingEvents).toBe(1);
   });
 
   it("re-stamps the unsynced readings of this boot from their monotonic time, keeping seq", () => {

@@ -3,20 +3,22 @@ import path from "node:path";
 import { EdgemeterError, type MeterEvent, type Reading } from "@edgemeter/shared";
 import Database from "better-sqlite3";
 import type {
+  BatchFrame,
   BatchLimits,
   NewReading,
   Outbox,
   OutboxBatch,
   OutboxStats,
   RawOutboxBatch,
+  SeqRange,
   UnsyncedStamp,
 } from "./outbox.js";
+import { NO_FRAME, RawBatchReader } from "./rawBatchReader.js";
 
 /** Billing needs energy registers at 15-minute resolution (DESIGN "Storage"): thinning keeps one per bucket. */
 export const THIN_BUCKET_MS = 15 * 60 * 1_000;
 /** Sent events kept for the status page. */
 const KEPT_SENT_EVENTS = 500;
-
 /** Schema versions, applied in order; `PRAGMA user_version` records the last one applied. */
 const MIGRATIONS: readonly string[] = [
   `CREATE TABLE outbox (
@@ -51,6 +53,9 @@ const MIGRATIONS: readonly string[] = [
      UNIQUE (event_id, state)      -- the same fault seen again after a restart is stored once
    ) STRICT;
    CREATE INDEX events_unsent ON events (row_id) WHERE sent = 0;`,
+  // Drain speed (issue 4): boot_id IS NOT NULL now marks every unsynced reading ('' when it came
+  // without a monotonic stamp), so a batch knows from a column whether it holds one.
+  `UPDATE outbox SET boot_id = '' WHERE boot_id IS NULL AND instr(reading, '"clock":"unsynced"') > 0;`,
 ];
 
 export interface SqliteOutboxOptions {
@@ -95,6 +100,15 @@ export class SqliteOutbox implements Outbox {
   private readonly pageSize: number;
   private readonly appendTx: (readings: readonly NewReading[], unsynced: UnsyncedStamp | undefined) => Reading[];
   private readonly ackTx: (seqs: readonly number[]) => number;
+  private readonly ackRangesTx: (ranges: readonly SeqRange[]) => number;
+  private readonly rawBatches: RawBatchReader;
+  /**
+   * Unsent fault events, kept in memory so the forwarder's "events first?" question before
+   * every telemetry batch costs no query. Exact: this connection is the only writer.
+   */
+  private unsentEvents: number;
+  /** The disk-cap counters as last read; undefined after the cap was enforced (re-read then). */
+  private capCounts: { thinned: number; dropped: number } | undefined;
   private closed = false;
 
   constructor(options: SqliteOutboxOptions) {
@@ -137,7 +151,7 @@ export class SqliteOutbox implements Outbox {
       after: this.db.prepare("SELECT seq, reading, bytes FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?"),
       insertEvent: this.db.prepare("INSERT OR IGNORE INTO events (event_id, state, event) VALUES (?, ?, ?)"),
       nextEvents: this.db.prepare("SELECT row_id, event FROM events WHERE sent = 0 ORDER BY row_id LIMIT ?"),
-      ackEvent: this.db.prepare("UPDATE events SET sent = 1 WHERE row_id = ?"),
+      ackEvent: this.db.prepare("UPDATE events SET sent = 1 WHERE row_id = ? AND sent = 0"),
       pruneEvents: this.db.prepare(
         "DELETE FROM events WHERE sent = 1 AND row_id <= (SELECT row_id FROM events ORDER BY row_id DESC LIMIT 1 OFFSET ?)",
       ),
@@ -160,7 +174,9 @@ export class SqliteOutbox implements Outbox {
         "UPDATE outbox SET ts = ?, reading = ?, bytes = ?, bucket15 = ?, boot_id = NULL, mono_ms = NULL WHERE seq = ?",
       ),
     };
+    this.rawBatches = new RawBatchReader(this.db);
     this.capBytes = options.capBytes ?? null;
+    this.unsentEvents = this.statements.pendingEvents.get()?.n ?? 0;
     this.pageSize = Number(this.db.pragma("page_size", { simple: true }));
     this.appendTx = this.db.transaction((readings: readonly NewReading[], unsynced: UnsyncedStamp | undefined) => {
       let seq = this.statements.nextSeq.get()?.next_seq ?? 0;
@@ -184,7 +200,9 @@ export class SqliteOutbox implements Outbox {
           Buffer.byteLength(json),
           bucketOf(reading.ts),
           hasEnergy(reading) ? 1 : 0,
-          stamp?.bootId ?? null,
+          // Set for every unsynced reading ('' without a stamp: nothing to re-stamp it from), so a
+          // batch can tell from this column alone whether it holds one (nextRawBatchAfter).
+          reading.clock === "unsynced" ? (stamp?.bootId ?? "") : null,
           stamp === undefined ? null : stamp.monotonicMsOf(reading),
         );
         stored.push(withSeq);
@@ -206,6 +224,11 @@ export class SqliteOutbox implements Outbox {
       for (const seq of seqs) deleted += this.statements.remove.run(seq).changes;
       return deleted;
     });
+    this.ackRangesTx = this.db.transaction((ranges: readonly SeqRange[]) => {
+      let deleted = 0;
+      for (const range of ranges) deleted += removeRange.run(range.first, range.last).changes;
+      return deleted;
+    });
   }
 
   /** Reads the journal mode back from SQLite (for tests and the status page). */
@@ -220,6 +243,7 @@ export class SqliteOutbox implements Outbox {
     try {
       stored = this.appendTx(readings, unsynced);
     } catch (error) {
+      this.capCounts = undefined; // a rolled-back cap enforcement: read them again
       // SQLITE_FULL: the disk (SD card) is full. The durability issue adds thinning before this can happen.
       const full = (error as { code?: unknown }).code === "SQLITE_FULL";
       throw new EdgemeterError(
@@ -260,22 +284,14 @@ export class SqliteOutbox implements Outbox {
     return { readings, bytes: readings.length === 0 ? 0 : bytes };
   }
 
-  nextRawBatchAfter(afterSeq: number, limits: BatchLimits, hold?: (reading: Reading) => boolean): RawOutboxBatch {
+  nextRawBatchAfter(
+    afterSeq: number,
+    limits: BatchLimits,
+    hold?: (reading: Reading) => boolean,
+    frame: BatchFrame = NO_FRAME,
+  ): RawOutboxBatch {
     this.assertOpen();
-    const seqs: number[] = [];
-    const parts: string[] = [];
-    let bytes = 2;
-    for (const row of this.statements.after.iterate(afterSeq, Math.max(1, limits.maxReadings))) {
-      const added = row.bytes + (parts.length > 0 ? 1 : 0);
-      if (parts.length > 0 && bytes + added > limits.maxBytes) break;
-      // Parse only what `hold` may care about: readings stamped unsynced (rare).
-      if (hold !== undefined && row.reading.includes('"clock":"unsynced"') && hold(JSON.parse(row.reading) as Reading))
-        break;
-      seqs.push(row.seq);
-      parts.push(row.reading);
-      bytes += added;
-    }
-    return { seqs, json: `[${parts.join(",")}]`, bytes: parts.length === 0 ? 0 : bytes };
+    return this.rawBatches.read(afterSeq, limits, hold, frame);
   }
 
   restamp(bootId: string, wallMinusMonotonicMs: number): number {
@@ -298,8 +314,12 @@ export class SqliteOutbox implements Outbox {
     this.assertOpen();
     if (events.length === 0) return;
     try {
-      this.db.transaction(() => {
-        for (const event of events) this.statements.insertEvent.run(event.eventId, event.state, JSON.stringify(event));
+      this.unsentEvents += this.db.transaction(() => {
+        let inserted = 0;
+        for (const event of events) {
+          inserted += this.statements.insertEvent.run(event.eventId, event.state, JSON.stringify(event)).changes;
+        }
+        return inserted;
       })();
     } catch (error) {
       throw new EdgemeterError("storage.write", `cannot store ${events.length} events: ${String(error)}`, {
@@ -312,6 +332,7 @@ export class SqliteOutbox implements Outbox {
 
   nextEvents(limit: number): Array<{ rowId: number; event: MeterEvent }> {
     this.assertOpen();
+    if (this.unsentEvents === 0) return [];
     return this.statements.nextEvents
       .all(Math.max(1, limit))
       .map((row) => ({ rowId: row.row_id, event: JSON.parse(row.event) as MeterEvent }));
@@ -319,9 +340,11 @@ export class SqliteOutbox implements Outbox {
 
   ackEvents(rowIds: readonly number[]): void {
     this.assertOpen();
-    this.db.transaction(() => {
-      for (const rowId of rowIds) this.statements.ackEvent.run(rowId);
+    this.unsentEvents -= this.db.transaction(() => {
+      let marked = 0;
+      for (const rowId of rowIds) marked += this.statements.ackEvent.run(rowId).changes;
       this.statements.pruneEvents.run(KEPT_SENT_EVENTS);
+      return marked;
     })();
   }
 
@@ -332,16 +355,20 @@ export class SqliteOutbox implements Outbox {
 
   stats(): OutboxStats {
     this.assertOpen();
-    const counters = this.statements.counters.get() ?? { thinned: 0, dropped: 0 };
     return {
       depth: this.depth(),
       oldestTs: this.oldestTs(),
       usedBytes: this.usedBytes(),
       capBytes: this.capBytes,
-      thinnedReadings: counters.thinned,
-      droppedReadings: counters.dropped,
-      pendingEvents: this.statements.pendingEvents.get()?.n ?? 0,
+      ...this.diskCapCounts(),
+      pendingEvents: this.unsentEvents,
     };
+  }
+
+  diskCapCounts(): { thinnedReadings: number; droppedReadings: number } {
+    this.assertOpen();
+    this.capCounts ??= this.statements.counters.get() ?? { thinned: 0, dropped: 0 };
+    return { thinnedReadings: this.capCounts.thinned, droppedReadings: this.capCounts.dropped };
   }
 
   /** Live pages only: deleted rows go to the freelist and are reused, so this is what the cap limits. */
@@ -375,7 +402,10 @@ export class SqliteOutbox implements Outbox {
         if (changes === 0) break;
         dropped += changes;
       }
-      if (thinned + dropped > 0) this.statements.addCounters.run(thinned, dropped);
+      if (thinned + dropped > 0) {
+        this.statements.addCounters.run(thinned, dropped);
+        this.capCounts = undefined; // re-read once committed (the append may still roll back)
+      }
     })();
   }
 
@@ -383,6 +413,12 @@ export class SqliteOutbox implements Outbox {
     this.assertOpen();
     if (seqs.length === 0) return 0;
     return this.ackTx(seqs);
+  }
+
+  ackRanges(ranges: readonly SeqRange[]): number {
+    this.assertOpen();
+    if (ranges.length === 0) return 0;
+    return this.ackRangesTx(ranges);
   }
 
   depth(): number {

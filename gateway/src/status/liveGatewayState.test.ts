@@ -11,7 +11,7 @@ afterEach(() => {
   for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
 });
 
-function setup() {
+function setup(options: { chartHistory?: boolean } = {}) {
   const dir = mkdtempSync(path.join(tmpdir(), "status-state-"));
   dirs.push(dir);
   const clock = new FakeClock();
@@ -36,6 +36,7 @@ function setup() {
     forwarderStats: () => facts.stats,
     busStats: () => [{ id: "bus1", polls: 1, readings: 1, failedRequests: 0, skippedPolls: 0 }],
     dataDir: dir,
+    ...options,
   });
   return { clock, facts, state };
 }
@@ -122,6 +123,26 @@ describe("LiveGatewayState", () => {
     });
     expect(state.snapshot().certificate).toBeNull();
     expect(state.snapshot().disk?.totalBytes).toBeGreaterThan(0);
+  });
+
+  it("keeps chart history unless told not to (no status page: no charts to draw)", async () => {
+    for (const chartHistory of [true, false]) {
+      const { clock, state } = setup({ chartHistory });
+      for (let i = 0; i < 3; i++) {
+        state.recordReading({
+          meterId: "m1",
+          ts: new Date(clock.nowMs()).toISOString(),
+          clock: "synced",
+          values: { voltageL1V: 230 + i },
+        });
+        await clock.advance(1_000);
+      }
+      const history = state.meterHistory("m1");
+      expect(history?.tsMs.length, `chartHistory ${chartHistory}`).toBe(chartHistory ? 3 : 0);
+      // The live values do not depend on it.
+      expect(state.snapshot().meters[0]?.values).toEqual({ voltageL1V: 232 });
+      expect(state.meterHistory("nope")).toBeUndefined();
+    }
   });
 
   it("merges a fault's start, updates and end into one row with its extreme value", async () => {

@@ -45,6 +45,12 @@ export interface GatewayFacts {
   certFile?: string;
   /** Where the outbox lives: the disk use shown is that file system's. */
   dataDir: string;
+  /**
+   * Keep the last hour of chart points per meter (the status page's charts). Default true;
+   * main.ts turns it off when no status page is configured: nobody would read the ~170 KB per
+   * meter (issue 4 footprint).
+   */
+  chartHistory?: boolean;
 }
 
 /** The part of the uplink adapter's own status the page shows (structural: adapters differ). */
@@ -102,7 +108,8 @@ interface MeterRecord {
   id: string;
   busId: string;
   pollIntervalMs: number;
-  ring: MeterRing;
+  /** null without chart history (GatewayFacts.chartHistory). */
+  ring: MeterRing | null;
   readings: number;
   readingsWithErrors: number;
   errorCount: number;
@@ -141,7 +148,10 @@ export class LiveGatewayState implements GatewayState {
     for (const meter of facts.meters) {
       this.meters.set(meter.id, {
         ...meter,
-        ring: new MeterRing(CHART_MEASUREMENTS, HISTORY_WINDOW_MS, HISTORY_SPACING_MS),
+        ring:
+          facts.chartHistory === false
+            ? null
+            : new MeterRing(CHART_MEASUREMENTS, HISTORY_WINDOW_MS, HISTORY_SPACING_MS),
         readings: 0,
         readingsWithErrors: 0,
         errorCount: 0,
@@ -168,7 +178,7 @@ export class LiveGatewayState implements GatewayState {
     meter.lastTsMs = tsMs;
     meter.lastSeenMonoMs = this.facts.clock.monotonicMs();
     meter.values = { ...reading.values } as Record<string, number>;
-    meter.ring.push(tsMs, meter.values);
+    meter.ring?.push(tsMs, meter.values);
     this.changed();
   }
 
@@ -228,6 +238,7 @@ export class LiveGatewayState implements GatewayState {
   meterHistory(meterId: string): MeterHistory | undefined {
     const meter = this.meters.get(meterId);
     if (meter === undefined) return undefined;
+    if (meter.ring === null) return { meterId, tsMs: [], series: {} };
     return { meterId, ...meter.ring.read(this.facts.clock.nowMs()) };
   }
 

@@ -1,11 +1,11 @@
 import { X509Certificate } from "node:crypto";
 import { readFileSync } from "node:fs";
-import { EdgemeterError, type StatusPayload, topicFor, WIRE_VERSION } from "@edgemeter/shared";
+import { EdgemeterError } from "@edgemeter/shared";
 import type { mqtt5 } from "aws-iot-device-sdk-v2";
 import type { Logger } from "pino";
 import { RepeatedFailure } from "../logging/repeatedFailure.js";
 import { type Clock, systemClock } from "../time/clock.js";
-import type { UplinkStatusFacts } from "./mqttUplink.js";
+import { type StatusReporter, type UplinkStatusOptions, uplinkStatusReporter } from "./statusReport.js";
 import type { PublishOptions, Uplink, UplinkProblem, UplinkState, UplinkStatus } from "./uplink.js";
 
 /**
@@ -13,7 +13,7 @@ import type { PublishOptions, Uplink, UplinkProblem, UplinkState, UplinkStatus }
  * there is NO 32-bit ARM build (dist/bin of aws-crt 1.33). On a Raspberry Pi, AWS IoT needs a
  * 64-bit OS (Raspberry Pi OS 64-bit, Pi 3/4/5/Zero 2); on 32-bit, use the mqtt.js uplink.
  */
-export interface AwsIotUplinkOptions {
+export interface AwsIotUplinkOptions extends UplinkStatusOptions {
   gatewayId: string;
   /** The AWS IoT data endpoint (`xxxxxxxx-ats.iot.<region>.amazonaws.com`) or any MQTT 5 broker's host. */
   host: string;
@@ -27,8 +27,6 @@ export interface AwsIotUplinkOptions {
   stablePeriodMs: number;
   /** PEM files: AWS IoT's device certificate and key, and the CA that signed the endpoint (Amazon Root CA 1). */
   tls: { caFile: string; certFile: string; keyFile: string };
-  version: string;
-  statusFacts: () => UplinkStatusFacts;
   logger: Logger;
   clock?: Clock;
 }
@@ -45,7 +43,7 @@ export class AwsIotUplink implements Uplink {
   private readonly inFlight = new Set<Promise<void>>();
   private readonly logger: Logger;
   private readonly clock: Clock;
-  private readonly statusTopic: string;
+  private readonly statusReporter: StatusReporter;
   private readonly connectionFailure: RepeatedFailure;
   private problem: UplinkProblem | null = null;
   private detail: string | null = null;
@@ -60,7 +58,15 @@ export class AwsIotUplink implements Uplink {
   constructor(private readonly options: AwsIotUplinkOptions) {
     this.logger = options.logger;
     this.clock = options.clock ?? systemClock;
-    this.statusTopic = topicFor("status", options.gatewayId);
+    this.statusReporter = uplinkStatusReporter(
+      options,
+      {
+        certificateExpiresAt: () => this.certificateExpiresAt,
+        publish: (topic, payload, publishOptions) => this.publish(topic, payload, publishOptions),
+      },
+      this.clock,
+      this.logger,
+    );
     this.connectionFailure = new RepeatedFailure(this.logger, "the AWS IoT connection");
   }
 
@@ -95,7 +101,6 @@ export class AwsIotUplink implements Uplink {
     } catch (error) {
       throw new EdgemeterError("uplink.config", `cannot read the uplink TLS files: ${String(error)}`, { cause: error });
     }
-    const offline: StatusPayload = { v: WIRE_VERSION, gatewayId: this.options.gatewayId, state: "offline" };
     const sdk = await import("aws-iot-device-sdk-v2");
     this.sdk = sdk;
     const { iot, mqtt5 } = sdk;
@@ -112,8 +117,8 @@ export class AwsIotUplink implements Uplink {
         // Nothing to keep: we subscribe to nothing, and the outbox is the real store (see MqttUplink).
         sessionExpiryIntervalSeconds: 0,
         will: {
-          topicName: this.statusTopic,
-          payload: Buffer.from(JSON.stringify(offline)),
+          topicName: this.statusReporter.topic,
+          payload: this.statusReporter.willPayload(),
           qos: mqtt5.QoS.AtLeastOnce,
           retain: true,
         },
@@ -140,7 +145,7 @@ export class AwsIotUplink implements Uplink {
       this.detail = null;
       this.attempt = 0;
       this.setState("connected");
-      this.publishOnlineStatus();
+      this.statusReporter.connected();
     });
     client.on("connectionFailure", (event) => {
       this.attempt++;
@@ -153,12 +158,14 @@ export class AwsIotUplink implements Uplink {
         { host: this.options.host, problem, err: this.detail, attempt: this.attempt },
         `broker connection: ${problem}`,
       );
+      this.statusReporter.disconnected();
       if (this.currentState !== "closed") this.setState("disconnected");
     });
     client.on("disconnection", (event) => {
       const errorName = (event.error as { error_name?: string }).error_name ?? "";
       this.problem = "connectionLost";
       this.detail = errorName || String(event.error);
+      this.statusReporter.disconnected();
       if (this.currentState !== "closed") this.setState("disconnected");
     });
     client.on("error", (error) => this.logger.warn({ err: String(error) }, "aws-iot client error"));
@@ -226,24 +233,13 @@ export class AwsIotUplink implements Uplink {
   }
 
   async close(deadlineMs = 2_000): Promise<void> {
+    this.statusReporter.disconnected();
     const client = this.client;
     if (client === undefined || this.currentState === "closed") {
       this.setState("closed");
       return;
     }
-    const deadline = new Promise<void>((resolve) => setTimeout(resolve, deadlineMs).unref());
-    if (this.currentState === "connected") {
-      const offline: StatusPayload = {
-        v: WIRE_VERSION,
-        gatewayId: this.options.gatewayId,
-        state: "offline",
-        ts: new Date(this.clock.nowMs()).toISOString(),
-      };
-      this.publish(this.statusTopic, Buffer.from(JSON.stringify(offline)), { qos: 1, retain: true }).catch(
-        (error: unknown) => this.logger.debug({ err: String(error) }, "offline status not acknowledged"),
-      );
-    }
-    await Promise.race([Promise.allSettled([...this.inFlight]), deadline]);
+    await this.statusReporter.beforeDisconnect(this.currentState === "connected", this.inFlight, deadlineMs);
     this.setState("closed");
     const stopped = new Promise<void>((resolve) => {
       client.on("stopped", () => resolve());
@@ -257,29 +253,6 @@ export class AwsIotUplink implements Uplink {
 
   private ownCertificateExpired(): boolean {
     return this.certificateExpiresAt !== null && Date.parse(this.certificateExpiresAt) <= this.clock.nowMs();
-  }
-
-  private publishOnlineStatus(): void {
-    let facts: UplinkStatusFacts;
-    try {
-      facts = this.options.statusFacts();
-    } catch {
-      facts = { bufferedReadings: 0, oldestUnsentTs: null };
-    }
-    const online: StatusPayload = {
-      v: WIRE_VERSION,
-      gatewayId: this.options.gatewayId,
-      state: "online",
-      ts: new Date(this.clock.nowMs()).toISOString(),
-      version: this.options.version,
-      bufferedReadings: facts.bufferedReadings,
-      oldestUnsentTs: facts.oldestUnsentTs,
-      clock: this.clock.isSynced() ? "synced" : "unsynced",
-      certificateExpiresAt: this.certificateExpiresAt,
-    };
-    this.publish(this.statusTopic, Buffer.from(JSON.stringify(online)), { qos: 1, retain: true }).catch(
-      (error: unknown) => this.logger.warn({ err: String(error) }, "online status not published"),
-    );
   }
 
   private setState(state: UplinkState): void {

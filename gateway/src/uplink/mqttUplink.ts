@@ -1,22 +1,18 @@
 import { X509Certificate } from "node:crypto";
 import { readFileSync } from "node:fs";
-import { EdgemeterError, type StatusPayload, topicFor, WIRE_VERSION } from "@edgemeter/shared";
+import { EdgemeterError } from "@edgemeter/shared";
 import { connect, ErrorWithReasonCode, type IClientOptions, type MqttClient } from "mqtt";
 import type { Logger } from "pino";
 import { fullJitterBackoffMs } from "../forwarder/backoff.js";
 import { RepeatedFailure } from "../logging/repeatedFailure.js";
 import { type Clock, systemClock } from "../time/clock.js";
+import { type StatusReporter, type UplinkStatusOptions, uplinkStatusReporter } from "./statusReport.js";
 import type { PublishOptions, Uplink, UplinkProblem, UplinkState, UplinkStatus } from "./uplink.js";
 
 /** Never retry sooner than this, whatever the jitter drew: no busy loop against a dead broker. */
 const MIN_RECONNECT_DELAY_MS = 100;
 
-export interface UplinkStatusFacts {
-  bufferedReadings: number;
-  oldestUnsentTs: string | null;
-}
-
-export interface MqttUplinkOptions {
+export interface MqttUplinkOptions extends UplinkStatusOptions {
   gatewayId: string;
   /** `mqtts://host:8883` in production (mTLS); `mqtt://` only for tests and local demos. */
   url: string;
@@ -38,10 +34,6 @@ export interface MqttUplinkOptions {
   connectTimeoutMs?: number;
   /** PEM files for mTLS; the certificate's CN is the gatewayId. */
   tls?: { caFile: string; certFile: string; keyFile: string };
-  /** Reported in the online status. */
-  version: string;
-  /** Buffer facts for the online status, read at each (re)connect. */
-  statusFacts: () => UplinkStatusFacts;
   logger: Logger;
   clock?: Clock;
 }
@@ -55,7 +47,7 @@ export class MqttUplink implements Uplink {
   private readonly logger: Logger;
   private readonly connectionFailure: RepeatedFailure;
   private readonly clock: Clock;
-  private readonly statusTopic: string;
+  private readonly statusReporter: StatusReporter;
   private attempt = 0;
   private problem: UplinkProblem | null = null;
   private detail: string | null = null;
@@ -72,7 +64,15 @@ export class MqttUplink implements Uplink {
     this.logger = options.logger;
     this.connectionFailure = new RepeatedFailure(this.logger, "the broker connection");
     this.clock = options.clock ?? systemClock;
-    this.statusTopic = topicFor("status", options.gatewayId);
+    this.statusReporter = uplinkStatusReporter(
+      options,
+      {
+        certificateExpiresAt: () => this.certificateExpiresAt,
+        publish: (topic, payload, publishOptions) => this.publish(topic, payload, publishOptions),
+      },
+      this.clock,
+      this.logger,
+    );
   }
 
   get state(): UplinkState {
@@ -81,7 +81,6 @@ export class MqttUplink implements Uplink {
 
   async connect(): Promise<void> {
     if (this.client !== undefined) return;
-    const offline: StatusPayload = { v: WIRE_VERSION, gatewayId: this.options.gatewayId, state: "offline" };
     const clientOptions: IClientOptions = {
       protocolVersion: this.options.protocolVersion,
       clientId: this.options.clientId,
@@ -97,9 +96,13 @@ export class MqttUplink implements Uplink {
       // matters for durability: the outbox is the real store and deletes only after an ack.
       clean: true,
       // The broker publishes this retained status when the gateway vanishes without DISCONNECT.
-      will: { topic: this.statusTopic, payload: Buffer.from(JSON.stringify(offline)), qos: 1, retain: true },
+      will: { topic: this.statusReporter.topic, payload: this.statusReporter.willPayload(), qos: 1, retain: true },
       // mqtt.js queues QoS 0 only; we never publish while offline anyway (see publish()).
       queueQoSZero: false,
+      // Not mqtt-packet's table of the 65,536 two-byte numbers (message ids, lengths) as
+      // preallocated Buffers: 6 MB of heap, and 65,536 more objects for every major GC to mark,
+      // to save encoding two bytes a few times per batch (issue 4 footprint).
+      writeCache: false,
     };
     if (this.options.tls !== undefined) {
       try {
@@ -132,10 +135,11 @@ export class MqttUplink implements Uplink {
       }, this.options.stablePeriodMs ?? 60_000);
       this.stableTimer.unref();
       this.setState("connected");
-      this.publishOnlineStatus();
+      this.statusReporter.connected();
     });
     client.on("close", () => {
       clearTimeout(this.stableTimer);
+      this.statusReporter.disconnected();
       if (this.currentState === "closed") return;
       const wasConnected = this.currentState === "connected";
       this.setState("disconnected");
@@ -252,52 +256,16 @@ export class MqttUplink implements Uplink {
     clearTimeout(this.reconnectTimer);
     this.reconnectTimer = undefined;
     clearTimeout(this.stableTimer);
+    this.statusReporter.disconnected();
     const client = this.client;
     if (client === undefined || this.currentState === "closed") {
       this.setState("closed");
       return;
     }
-    const deadline = new Promise<void>((resolve) => setTimeout(resolve, deadlineMs).unref());
-    if (this.currentState === "connected") {
-      // A graceful DISCONNECT suppresses the last will, so say "offline" ourselves.
-      const offline: StatusPayload = {
-        v: WIRE_VERSION,
-        gatewayId: this.options.gatewayId,
-        state: "offline",
-        ts: new Date(this.clock.nowMs()).toISOString(),
-      };
-      this.publish(this.statusTopic, Buffer.from(JSON.stringify(offline)), { qos: 1, retain: true }).catch(
-        (error: unknown) => this.logger.debug({ err: String(error) }, "offline status not acknowledged"),
-      );
-    }
-    await Promise.race([Promise.allSettled([...this.inFlight]), deadline]);
+    await this.statusReporter.beforeDisconnect(this.currentState === "connected", this.inFlight, deadlineMs);
     this.setState("closed");
     // force: whatever is still unacknowledged stays in the outbox; mqtt.js fails its callbacks.
     await client.endAsync(true);
-  }
-
-  private publishOnlineStatus(): void {
-    let facts: UplinkStatusFacts;
-    try {
-      facts = this.options.statusFacts();
-    } catch (error) {
-      this.logger.warn({ err: String(error) }, "cannot read buffer facts for the status");
-      facts = { bufferedReadings: 0, oldestUnsentTs: null };
-    }
-    const online: StatusPayload = {
-      v: WIRE_VERSION,
-      gatewayId: this.options.gatewayId,
-      state: "online",
-      ts: new Date(this.clock.nowMs()).toISOString(),
-      version: this.options.version,
-      bufferedReadings: facts.bufferedReadings,
-      oldestUnsentTs: facts.oldestUnsentTs,
-      clock: this.clock.isSynced() ? "synced" : "unsynced",
-      certificateExpiresAt: this.certificateExpiresAt,
-    };
-    this.publish(this.statusTopic, Buffer.from(JSON.stringify(online)), { qos: 1, retain: true }).catch(
-      (error: unknown) => this.logger.warn({ err: String(error) }, "online status not published"),
-    );
   }
 
   private setState(state: UplinkState): void {

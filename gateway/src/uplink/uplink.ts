@@ -57,7 +57,10 @@ export interface Uplink {
   connect(): Promise<void>;
   /**
    * Publishes `payload` (bytes as sent) to `topic`. Resolves only when the broker
-   * acknowledged it (PUBACK) with a reason code below 0x80.
+   * acknowledged it (PUBACK) with a reason code below 0x80. Once it resolved, the adapter holds
+   * no reference to `payload`: the caller may reuse the buffer (the forwarder's payload pool;
+   * mqtt.js drops the packet from its outgoing store before calling back, aws-crt copies it at
+   * submission). Not after a rejection: a publish that failed may still be resent.
    * @throws EdgemeterError `uplink.rejected` (permanent) when the broker answered with a reason
    *   code >= 0x80, e.g. 135 "not authorized" when its ACL denies the topic; context.reasonCode.
    * @throws EdgemeterError `uplink.noSubscribers` (retryable) when a non-retained publish got

@@ -60,6 +60,11 @@ function bytes(n) {
   return `${n.toFixed(i === 0 ? 0 : 1)} ${units[i]}`;
 }
 
+// 1234567 -> "1 234 567" (narrow no-break spaces: SI digit grouping, the same in every locale).
+function count(n) {
+  return String(n).replace(/\B(?=(\d{3})+(?!\d))/g, "\u202f");
+}
+
 function fmt(value, digits) {
   return typeof value === "number" ? value.toFixed(digits) : "—";
 }
@@ -92,19 +97,29 @@ function renderOverview(s) {
     ),
     card(
       "Buffered readings",
-      ob.droppedReadings > 0 ? "bad" : (ob.oldestUnsentAgeS ?? 0) > 300 || ob.thinnedReadings > 0 ? "warn" : "ok",
-      `<span data-value="buffered">${ob.bufferedReadings}</span>${
-        ob.droppedReadings > 0 ? ` ${badge("offline").replace("Offline", `${ob.droppedReadings} dropped`)}` : ""
-      }`,
+      (ob.oldestUnsentAgeS ?? 0) > 300 ? "warn" : "ok",
+      `<span data-value="buffered">${ob.bufferedReadings}</span>`,
       [
         ob.oldestUnsentTs ? `oldest unsent ${age(ob.oldestUnsentAgeS)} old` : "nothing waiting",
-        ob.thinnedReadings > 0 ? `${ob.thinnedReadings} thinned under the disk cap` : "",
-        ob.usedBytes !== null && ob.capBytes !== null ? `store ${bytes(ob.usedBytes)} of ${bytes(ob.capBytes)}` : "",
         ob.pendingEvents > 0 ? `${ob.pendingEvents} fault events unsent` : "",
       ]
         .filter(Boolean)
         .join(" · "),
       "outbox",
+    ),
+    // Always shown (issue 4): what the disk cap removed unsent, since the outbox was created.
+    card(
+      "Disk cap",
+      ob.droppedReadings > 0 ? "bad" : ob.thinnedReadings > 0 ? "warn" : "ok",
+      `${ob.droppedReadings > 0 ? badge("offline").replace("Offline", "Lost") : ob.thinnedReadings > 0 ? badge("errors").replace("Errors", "Thinned") : badge("ok")} <span data-value="thinned">${count(ob.thinnedReadings)}</span> thinned, <span data-value="dropped">${count(ob.droppedReadings)}</span> dropped`,
+      [
+        ob.usedBytes !== null && ob.capBytes !== null ? `store ${bytes(ob.usedBytes)} of ${bytes(ob.capBytes)}` : "",
+        "thinned: interval detail removed, 15-minute energy kept",
+        "dropped: readings lost",
+      ]
+        .filter(Boolean)
+        .join(" · "),
+      "diskcap",
     ),
     card(
       "Meters",
