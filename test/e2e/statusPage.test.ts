@@ -389,7 +389,7 @@ describe.skipIf(!hasChromium)("status page", () => {
     expect(text).toMatch(/^edgemeter_outbox_buffered_readings [1-9]\d*$/m);
     expect(text).toContain('edgemeter_uplink_state{state="retrying"} 1');
     expect(text).toMatch(/^edgemeter_meter_value\{meter="meter-2",measurement="voltageL1V"\} \d+/m);
-    expect(text).toMatch(/^edgemeter_certificate_expiry_days \d+$/m);
+    expect(text).toMatch(/^edgemeter_certificate_expiry_days\{file="[^"]+"\} \d+$/m);
     expect(text).toContain('edgemeter_meter_state{meter="meter-9",state="offline"} 1');
     expect(text).toMatch(new RegExp(`^edgemeter_outbox_thinned_readings ${seededThinned}$`, "m"));
     expect(text).toMatch(/^edgemeter_outbox_dropped_readings 0$/m);

@@ -21,4 +21,10 @@ describe("MeterRing", () => {
     expect(ring.read(12_000).series.a).toEqual([2]);
     expect(ring.read(20_000).tsMs).toEqual([]);
   });
+
+  it("gives 32-bit values back as the decimals that were pushed", () => {
+    const ring = new MeterRing(["v", "p", "f"], 10_000, 1_000);
+    ring.push(1_000, { v: 230.1, p: -3_450.5, f: 50.01 });
+    expect(ring.read(2_000).series).toEqual({ v: [230.1], p: [-3_450.5], f: [50.01] });
+  });
 });

@@ -41,10 +41,14 @@ export function createStatusRegistry(state: GatewayState): Registry {
     "Readings deleted unsent because thinning could not make room, since the outbox was made.",
   );
   const pendingEvents = gauge("edgemeter_outbox_pending_events", "Fault events not yet acknowledged by the broker.");
-  const cert = gauge("edgemeter_certificate_expiry_days", "Whole days until the uplink client certificate expires.");
+  // Labelled by what they measure: without a certificate or a readable disk they have no
+  // sample at all (an unlabelled gauge would say 0, i.e. "the certificate expires today").
+  const cert = gauge("edgemeter_certificate_expiry_days", "Whole days until the uplink client certificate expires.", [
+    "file",
+  ]);
   const synced = gauge("edgemeter_clock_synced", "1 when the wall clock is synchronised.");
-  const diskUsed = gauge("edgemeter_disk_used_bytes", "Used bytes on the data directory's file system.");
-  const diskTotal = gauge("edgemeter_disk_total_bytes", "Size of the data directory's file system in bytes.");
+  const diskUsed = gauge("edgemeter_disk_used_bytes", "Used bytes on the data directory's file system.", ["path"]);
+  const diskTotal = gauge("edgemeter_disk_total_bytes", "Size of the data directory's file system in bytes.", ["path"]);
   const meterState = gauge("edgemeter_meter_state", "1 for the meter's current state, 0 for the others.", [
     "meter",
     "state",
@@ -75,13 +79,15 @@ export function createStatusRegistry(state: GatewayState): Registry {
     dropped.set(snapshot.outbox.droppedReadings);
     pendingEvents.set(snapshot.outbox.pendingEvents);
     cert.reset();
-    if (snapshot.certificate?.expiresInDays != null) cert.set(snapshot.certificate.expiresInDays);
+    if (snapshot.certificate?.expiresInDays != null) {
+      cert.set({ file: snapshot.certificate.file }, snapshot.certificate.expiresInDays);
+    }
     synced.set(snapshot.clock.synced ? 1 : 0);
     diskUsed.reset();
     diskTotal.reset();
     if (snapshot.disk !== null) {
-      diskUsed.set(snapshot.disk.usedBytes);
-      diskTotal.set(snapshot.disk.totalBytes);
+      diskUsed.set({ path: snapshot.disk.path }, snapshot.disk.usedBytes);
+      diskTotal.set({ path: snapshot.disk.path }, snapshot.disk.totalBytes);
     }
     for (const g of [meterState, meterAge, meterReadings, meterErrors, meterValue, busFailed]) g.reset();
     for (const m of snapshot.meters) {

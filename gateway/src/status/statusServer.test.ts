@@ -93,6 +93,17 @@ describe("StatusServer", () => {
     expect((await fetch(`${base}/api/status`, { headers: { cookie: session } })).status).toBe(200);
   });
 
+  it("answers unknown routes and names that are not assets with 404, HEAD without a body", async () => {
+    for (const route of ["/nope", "/assets/constructor", "/assets/__proto__", "/api/meters/m1"]) {
+      expect((await fetch(`${base}${route}`, { headers: { cookie } })).status, route).toBe(404);
+    }
+    const head = await fetch(`${base}/login`, { method: "HEAD" });
+    expect(head.status).toBe(200);
+    expect(head.headers.get("content-security-policy")).toContain("default-src 'self'");
+    expect(await head.text()).toBe("");
+    expect((await fetch(`${base}/meters/%E0%A4%A`, { headers: { cookie } })).status).toBe(400);
+  });
+
   it("refuses to start without a readable hash, naming the file", async () => {
     const broken = new StatusServer({
       host: "127.0.0.1",

@@ -232,7 +232,8 @@ export class StatusServer {
     });
 
     app.get<{ Params: { name: string } }>("/assets/:name", async (request, reply) => {
-      const asset = ASSETS[request.params.name];
+      // Own keys only: "constructor" or "__proto__" must be a 404, not Object.prototype's members.
+      const asset = Object.hasOwn(ASSETS, request.params.name) ? ASSETS[request.params.name] : undefined;
       if (asset === undefined)
         return reply.code(404).send({ error: { code: "status.notFound", message: "no such asset" } });
       return reply.type(asset.type).header("cache-control", "public, max-age=3600").send(readFileSync(asset.file));
