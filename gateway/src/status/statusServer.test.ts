@@ -2,11 +2,24 @@ import { writeFileSync } from "node:fs";
 import path from "node:path";
 import { tempDir } from "@edgemeter/shared/testing";
 import { pino } from "pino";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { FakeClock } from "../time/fakeClock.js";
 import { LiveGatewayState } from "./liveGatewayState.js";
 import { hashPassword } from "./password.js";
 import { StatusServer } from "./statusServer.js";
+
+/** Counts the scrypt verifications the server runs (the real ones, passed through). */
+const scrypt = vi.hoisted(() => ({ calls: 0 }));
+vi.mock("./password.js", async (importOriginal) => {
+  const original = await importOriginal<typeof import("./password.js")>();
+  return {
+    ...original,
+    verifyPassword: (...args: Parameters<typeof original.verifyPassword>) => {
+      scrypt.calls++;
+      return original.verifyPassword(...args);
+    },
+  };
+});
 
 describe("StatusServer", () => {
   const tmp = tempDir("status-server");
@@ -102,6 +115,19 @@ describe("StatusServer", () => {
     expect(head.headers.get("content-security-policy")).toContain("default-src 'self'");
     expect(await head.text()).toBe("");
     expect((await fetch(`${base}/meters/%E0%A4%A`, { headers: { cookie } })).status).toBe(400);
+  });
+
+  // Last: it leaves a wrong password in the login throttle.
+  it("runs scrypt once for a scraper's repeated HTTP Basic password, and for every wrong one", async () => {
+    const basic = (password: string) => ({
+      authorization: `Basic ${Buffer.from(`prometheus:${password}`).toString("base64")}`,
+    });
+    const before = scrypt.calls;
+    // "pw" was verified by the login in beforeAll: remembered since.
+    for (let i = 0; i < 3; i++) expect((await fetch(`${base}/metrics`, { headers: basic("pw") })).status).toBe(200);
+    expect(scrypt.calls - before).toBe(0);
+    expect((await fetch(`${base}/metrics`, { headers: basic("pw2") })).status).toBe(401);
+    expect(scrypt.calls - before).toBe(1);
   });
 
   it("refuses to start without a readable hash, naming the file", async () => {

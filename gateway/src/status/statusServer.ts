@@ -1,3 +1,4 @@
+import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
 import { readFileSync } from "node:fs";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { createRequire } from "node:module";
@@ -88,6 +89,15 @@ function cookieValue(header: string | undefined, name: string): string | undefin
 export class StatusServer {
   private app: FastifyInstance | undefined;
   private hash: ParsedHash | undefined;
+  /**
+   * HMAC (a key of this process) of the last password scrypt accepted. A Prometheus scraper
+   * sends HTTP Basic with every scrape: scrypt (N=2^15, r=8) takes 32 MiB and ~100 ms of a
+   * Pi's CPU each time, so a password seen correct once is recognised by its HMAC, compared in
+   * constant time. Only correct passwords are remembered: a wrong one always pays for scrypt
+   * (and the throttle). Cleared when the hash is read again.
+   */
+  private verifiedPassword: Buffer | undefined;
+  private readonly passwordMemoKey = randomBytes(32);
   private readonly sessions: SessionStore;
   private readonly throttle = new LoginThrottle();
   private readonly streams = new Set<() => void>();
@@ -121,6 +131,7 @@ export class StatusServer {
       });
     }
     this.hash = parsePasswordHash(text, passwordHashFile);
+    this.verifiedPassword = undefined;
     const app = this.build();
     this.app = app;
     try {
@@ -169,7 +180,7 @@ export class StatusServer {
         message: `Too many wrong passwords. Try again in ${retryAfterS} s.`,
       };
     }
-    const ok = this.hash !== undefined && password.length <= 1024 && (await verifyPassword(password, this.hash));
+    const ok = this.hash !== undefined && password.length <= 1024 && (await this.verify(password, this.hash));
     if (ok) {
       this.throttle.succeeded(client);
       return { ok: true };
@@ -177,6 +188,14 @@ export class StatusServer {
     const delayMs = this.throttle.failed(client, this.nowMs());
     this.options.logger.warn({ client, delayMs }, "status page: wrong password");
     return { ok: false, status: 401, message: "Wrong password." };
+  }
+
+  private async verify(password: string, hash: ParsedHash): Promise<boolean> {
+    const digest = createHmac("sha256", this.passwordMemoKey).update(password, "utf8").digest();
+    if (this.verifiedPassword !== undefined && timingSafeEqual(digest, this.verifiedPassword)) return true;
+    if (!(await verifyPassword(password, hash))) return false;
+    this.verifiedPassword = digest;
+    return true;
   }
 
   /** Session cookie, or for machine routes HTTP Basic auth (any user name, the technician password). */
