@@ -157,6 +157,8 @@ export class Forwarder {
       // New readings change nothing already stored (higher seqs): what was read ahead stays valid.
       this.options.outbox.onAppend(() => this.idleWait.abort()),
       this.options.uplink.on("state", () => this.wake()),
+      // At the disk cap, delivered readings go before any unsent one is thinned (and counted).
+      this.options.outbox.onCapReached(() => this.takePendingAcks()),
     ];
     this.running = this.loop().catch((error: unknown) => {
       this.logger.fatal({ err: error }, "forwarder stopped on an unexpected error");
@@ -412,6 +414,13 @@ export class Forwarder {
       // They were delivered: failing to delete them only means a resend, which the cloud dedups.
       this.logger.warn({ err: String(error), ranges: taken.length }, "could not delete acknowledged readings");
     }
+  }
+
+  /** Hands the acknowledged ranges not deleted yet to the outbox, which deletes them (onCapReached). */
+  private takePendingAcks(): SeqRange[] {
+    const taken = mergeRanges(this.pendingAcks);
+    this.pendingAcks = [];
+    return taken;
   }
 
   /** Deletes every acknowledged reading, a chunk at a time, letting the event loop run in between. */

@@ -156,6 +156,15 @@ export interface Outbox {
   oldestTs(): string | null;
   /** Registers a listener called after each successful append; returns an unsubscribe function. */
   onAppend(listener: () => void): () => void;
+  /**
+   * Registers where readings acknowledged but not deleted yet are found (the forwarder defers
+   * deletes: `forwarder.ackFlushMs`). When an append reaches the disk cap, those are deleted
+   * first, in the append's transaction, neither thinned nor dropped nor counted (they were
+   * delivered); thinning starts only if that did not make room. `takeAcknowledged` hands them
+   * over (its owner forgets them: should the append roll back, they are sent again, which the
+   * cloud dedups). Returns an unsubscribe function.
+   */
+  onCapReached(takeAcknowledged: () => readonly SeqRange[]): () => void;
   /** Closes the store; later calls throw. Idempotent. */
   close(): void;
 }

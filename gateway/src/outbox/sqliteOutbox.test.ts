@@ -171,6 +171,38 @@ describe("SqliteOutbox (real SQLite file)", () => {
       expect(reopened.diskCapCounts()).toEqual({ thinnedReadings: stats.thinnedReadings, droppedReadings: 0 });
     });
 
+    it("at the cap, deletes readings acknowledged but not deleted yet first, and counts none of them", () => {
+      const temp = tempDir("outbox-cap");
+      cleanups.push(temp.remove);
+      const capBytes = 400 * 1_024;
+      const outbox = new SqliteOutbox({ file: path.join(temp.dir, "outbox.sqlite"), capBytes });
+      cleanups.unshift(() => outbox.close());
+      // A forwarder that has delivered all but the newest 200 readings and deferred the deletes.
+      let newestSeq = -1;
+      let handedUpTo = -1;
+      let handedOver = 0;
+      outbox.onCapReached(() => {
+        const last = newestSeq - 200;
+        if (last <= handedUpTo) return [];
+        const range = { first: handedUpTo + 1, last };
+        handedOver += last - handedUpTo;
+        handedUpTo = last;
+        return [range];
+      });
+      const all = outage(6); // ~1 MB, 2.5 times the cap
+      for (let i = 0; i < all.length; i += 20) {
+        newestSeq = outbox.append(all.slice(i, i + 20)).at(-1)?.seq ?? newestSeq;
+      }
+      const stats = outbox.stats();
+      expect(handedOver).toBeGreaterThan(0); // the cap was reached
+      expect(stats.usedBytes).toBeLessThanOrEqual(capBytes);
+      expect(stats).toMatchObject({ thinnedReadings: 0, droppedReadings: 0 });
+      expect(stats.depth).toBe(all.length - handedOver);
+      // What is left is every reading after the delivered ones, none thinned.
+      const left = outbox.nextBatchAfter(-1, { maxReadings: 10_000, maxBytes: 1e9 }).readings;
+      expect(left.map((r) => r.ts)).toEqual(all.slice(handedOver).map((r) => r.ts));
+    });
+
     it("drops the oldest readings, counted, once thinning cannot make room", () => {
       const temp = tempDir("outbox-cap");
       cleanups.push(temp.remove);

@@ -110,6 +110,9 @@ export class SqliteOutbox implements Outbox {
   /** The disk-cap counters as last read; undefined after the cap was enforced (re-read then). */
   private capCounts: { thinned: number; dropped: number } | undefined;
   private closed = false;
+  private readonly deleteRange: Database.Statement<[number, number]>;
+  /** onCapReached: where readings acknowledged but not deleted yet are found. */
+  private readonly acknowledgedSources = new Set<() => readonly SeqRange[]>();
 
   constructor(options: SqliteOutboxOptions) {
     try {
@@ -214,6 +217,7 @@ export class SqliteOutbox implements Outbox {
       return stored;
     });
     const removeRange = this.db.prepare<[number, number]>("DELETE FROM outbox WHERE seq BETWEEN ? AND ?");
+    this.deleteRange = removeRange;
     this.ackTx = this.db.transaction((seqs: readonly number[]) => {
       // A batch is usually a run of consecutive seqs (thinning leaves holes): then one range
       // delete instead of a statement per reading.
@@ -386,6 +390,12 @@ export class SqliteOutbox implements Outbox {
   private enforceCap(capBytes: number): void {
     const target = capBytes * 0.9;
     this.db.transaction(() => {
+      // Delivered readings whose delete the forwarder deferred go first, uncounted (onCapReached).
+      let delivered = 0;
+      for (const take of this.acknowledgedSources) {
+        for (const range of take()) delivered += this.deleteRange.run(range.first, range.last).changes;
+      }
+      if (delivered > 0 && this.usedBytes() <= target) return;
       let thinned = 0;
       let dropped = 0;
       const depth = this.depth();
@@ -436,10 +446,16 @@ export class SqliteOutbox implements Outbox {
     return () => this.listeners.delete(listener);
   }
 
+  onCapReached(takeAcknowledged: () => readonly SeqRange[]): () => void {
+    this.acknowledgedSources.add(takeAcknowledged);
+    return () => this.acknowledgedSources.delete(takeAcknowledged);
+  }
+
   close(): void {
     if (this.closed) return;
     this.closed = true;
     this.listeners.clear();
+    this.acknowledgedSources.clear();
     this.db.close();
   }
 

@@ -1,3 +1,4 @@
+import { Registry } from "prom-client";
 import { describe, expect, it } from "vitest";
 import type { GatewayState, StatusSnapshot } from "./gatewayState.js";
 import { createStatusRegistry } from "./statusMetrics.js";
@@ -60,6 +61,11 @@ describe("status metrics", () => {
     expect(text).toMatch(/^edgemeter_meter_state\{meter="m1",state="ok"\} 1$/m);
     expect(text).toMatch(/^edgemeter_meter_value\{meter="m1",measurement="voltageL1V"\} 230\.1$/m);
     expect(text).toMatch(/^edgemeter_faults_active 0\n$/m);
+  });
+
+  it("uses prom-client's own classes (loaded from their modules, not its index)", () => {
+    const state = { snapshot: () => SNAPSHOT } as unknown as GatewayState;
+    expect(createStatusRegistry(state)).toBeInstanceOf(Registry);
   });
 
   it("leaves out what is not known rather than reporting 0", async () => {

@@ -1,5 +1,19 @@
-import { Gauge, Registry } from "prom-client";
+import { createRequire } from "node:module";
+import type * as PromClient from "prom-client";
 import type { GatewayState, MeterState, StatusSnapshot, UplinkHealth } from "./gatewayState.js";
+
+/**
+ * prom-client's Gauge and Registry from their own modules, not from its index: the index also
+ * loads every other metric type, the default process metrics with @opentelemetry/api (~50
+ * modules), the Pushgateway and the cluster aggregator, none of which /metrics uses (issue 4
+ * footprint: ~1.3 MB of heap measured). The same classes the index exports (statusMetrics.test.ts
+ * checks it, so a prom-client that moves them fails there, not on a gateway).
+ */
+const require = createRequire(import.meta.url);
+const Gauge = require("prom-client/lib/gauge") as typeof PromClient.Gauge;
+const Registry = require("prom-client/lib/registry") as typeof PromClient.Registry;
+type Registry = PromClient.Registry;
+type Gauge = PromClient.Gauge;
 
 const UPLINK_STATES: readonly UplinkHealth[] = ["connected", "retrying", "rejected", "closed"];
 const METER_STATES: readonly MeterState[] = ["waiting", "ok", "errors", "offline"];

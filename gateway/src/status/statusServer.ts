@@ -17,6 +17,7 @@ import type { Clock } from "../time/clock.js";
 import type { GatewayState } from "./gatewayState.js";
 import { LoginThrottle } from "./loginThrottle.js";
 import { type ParsedHash, parsePasswordHash, verifyPassword } from "./password.js";
+import { SCHEMA_COMPILERS_ON_FIRST_USE } from "./schemaCompilers.js";
 import { SessionStore } from "./sessions.js";
 import { createStatusRegistry } from "./statusMetrics.js";
 
@@ -226,6 +227,7 @@ export class StatusServer {
       // A phone polling the page would write a log line per request to the SD card.
       logController: new LogController({ disableRequestLogging: true }),
       forceCloseConnections: true,
+      schemaController: { compilersFactory: SCHEMA_COMPILERS_ON_FIRST_USE },
     });
     const registry = createStatusRegistry(state);
 

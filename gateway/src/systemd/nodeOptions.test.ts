@@ -1,7 +1,7 @@
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
-import { GATEWAY_NODE_OPTIONS } from "./nodeOptions.js";
+import { GATEWAY_MALLOC_ENV, GATEWAY_NODE_OPTIONS } from "./nodeOptions.js";
 
 const UNIT = fileURLToPath(new URL("../../../hardware/systemd/edgemeter-gateway.service", import.meta.url));
 
@@ -12,7 +12,17 @@ describe("the gateway's Node.js options", () => {
     const nodeOptions = lines
       .map((line) => /^Environment=(.*NODE_OPTIONS=.*)$/.exec(line.trim())?.[1])
       .filter((value) => value !== undefined);
-    expect(nodeOptions).toEqual([`"NODE_OPTIONS=${GATEWAY_NODE_OPTIONS}"`]);
+    const assignments = [
+      `NODE_OPTIONS=${GATEWAY_NODE_OPTIONS}`,
+      ...Object.entries(GATEWAY_MALLOC_ENV).map(([k, v]) => `${k}=${v}`),
+    ];
+    expect(nodeOptions).toEqual([assignments.map((a) => `"${a}"`).join(" ")]);
+  });
+
+  it("are the malloc settings the systemd unit runs with, and nothing else sets malloc there", () => {
+    const unit = readFileSync(UNIT, "utf8");
+    const malloc = [...unit.matchAll(/"?(MALLOC_[A-Z_]+=[^"\s]*)"?/g)].map((m) => m[1]);
+    expect(malloc).toEqual(Object.entries(GATEWAY_MALLOC_ENV).map(([k, v]) => `${k}=${v}`));
   });
 
   it("are accepted by this Node.js in NODE_OPTIONS", async () => {
