@@ -378,7 +378,7 @@ async function main(): Promise<void> {
     const cpuMsPer1000Readings = (cpuUsedMs / readings) * 1_000;
     console.log(
       `footprint: ${FOOTPRINT_METERS} meters at 1 s for ${FOOTPRINT_S} s${FOOTPRINT_STATUS ? " with the status page" : ""}: ` +
-        `${readings} readings, peak RSS ${peakRssMb.toFixed(1)} MB, ${cpuUsedMs} ms CPU (NODE_OPTIONS ${GATEWAY_NODE_OPTIONS}; ${MALLOC_SETTINGS})`,
+        `${readings} readings, peak RSS ${peakRssMb.toFixed(1)} MB, ${cpuUsedMs} ms CPU (NODE_OPTIONS ${GATEWAY_NODE_OPTIONS}${MALLOC_SETTINGS === "" ? "" : `; ${MALLOC_SETTINGS}`})`,
     );
     const drainRatio = Number((bareRate > 0 ? drainRate / bareRate : 0).toFixed(3));
     console.log(

@@ -18,18 +18,13 @@ export const GATEWAY_NODE_OPTIONS = "--max-old-space-size=96 --max-semi-space-si
 /**
  * glibc malloc settings of the gateway's environment: also on the systemd unit's NODE_OPTIONS
  * line (a test keeps the two equal) and given by the footprint benchmark to the process it
- * measures, so it measures what production runs.
+ * measures, so it measures what production runs. None today, measured:
  *
- * - `MALLOC_MMAP_THRESHOLD_=65536`: allocations of 64 KiB and more get their own mapping,
- *   returned to the kernel when freed, instead of coming from the heap. Node reads every socket
- *   chunk into a fresh 64 KiB buffer and shrinks it to the bytes read (the Modbus answers, ~100
- *   a second for 32 meters), and SQLite hands each batch over as one buffer of up to 120 KB:
- *   from the heap, these leave holes that glibc cannot give back, and the heap only grew.
- *   Measured (`npm run bench -- uplink`, status page on, 180 s, two runs each): peak RSS
- *   83.2 and 83.1 MB instead of 84.5 and 84.6 MB, for ~0.1 % of a core more system time
- *   (mmap/munmap per large buffer). glibc reads it once at start, so it cannot be set from
- *   JavaScript: it has to be in the environment (mallopt(3), M_MMAP_THRESHOLD).
- *   Not MALLOC_ARENA_MAX=2: with `--v8-pool-size=1` only one thread besides the main one
- *   allocates, so there is one extra arena anyway (measured: no change).
+ * - `MALLOC_MMAP_THRESHOLD_=65536` (64 KiB+ allocations in their own mappings, returned to the
+ *   kernel when freed) lowered the peak RSS with the status page by ~1.4 MB (83.2/83.1 MB
+ *   instead of 84.5/84.6), but every batch SQLite hands the forwarder (up to 120 KB) then costs
+ *   an mmap and munmap: the drain's batch reads took twice as long (drain ratio 0.70 instead of
+ *   0.81 to a bare mqtt.js publisher, `npm run bench -- uplink`). Not worth it.
+ * - `MALLOC_ARENA_MAX=2`: no change (with `--v8-pool-size=1` one extra thread allocates).
  */
-export const GATEWAY_MALLOC_ENV: Readonly<Record<string, string>> = { MALLOC_MMAP_THRESHOLD_: "65536" };
+export const GATEWAY_MALLOC_ENV: Readonly<Record<string, string>> = {};
