@@ -10,9 +10,8 @@
  *    default 600 s = the issue's 10 minutes; shorten it for iterations): peak RSS (VmHWM,
  *    target <= 80 MB) and CPU ms per 1,000 readings. BENCH_FOOTPRINT_STATUS=1 adds the
  *    technicians' status page to the gateway's configuration.
- * Both run with the Node.js options and malloc settings production runs the gateway with
- * (GATEWAY_NODE_OPTIONS and GATEWAY_MALLOC_ENV, the systemd unit's NODE_OPTIONS line): this
- * process re-executes itself with them for the drain.
+ * Both run with the Node.js options production runs the gateway with (GATEWAY_NODE_OPTIONS, the
+ * systemd unit's NODE_OPTIONS): this process re-executes itself with them for the drain.
  * Last line: {"bench":"uplink","drainRatio":…,"readingsPerSecond":…,"peakRssMb":…,"cpuMsPer1000Readings":…}
  */
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
@@ -22,7 +21,6 @@ import {
   type BatchFrame,
   type BatchLimits,
   Forwarder,
-  GATEWAY_MALLOC_ENV,
   GATEWAY_NODE_OPTIONS,
   hashPassword,
   MqttUplink,
@@ -53,9 +51,6 @@ const FOOTPRINT_S = Number(process.env.BENCH_FOOTPRINT_S ?? 600);
 const FOOTPRINT_STATUS = process.env.BENCH_FOOTPRINT_STATUS === "1";
 const FOOTPRINT_METERS = 32;
 const GATEWAY = "gw-bench";
-const MALLOC_SETTINGS = Object.entries(GATEWAY_MALLOC_ENV)
-  .map(([name, value]) => `${name}=${value}`)
-  .join(" ");
 
 function reading(i: number): NewReading {
   return {
@@ -347,7 +342,7 @@ async function main(): Promise<void> {
     }
     // As production runs it (hardware/systemd/edgemeter-gateway.service).
     const gateway = startNode("gateway", BIN.gateway, ["run", "--config", config], {
-      env: { NODE_OPTIONS: GATEWAY_NODE_OPTIONS, ...GATEWAY_MALLOC_ENV },
+      env: { NODE_OPTIONS: GATEWAY_NODE_OPTIONS },
     });
     await gateway.waitForLine(/^gateway: /, 30_000);
     const pid = gateway.child.pid as number;
@@ -378,7 +373,7 @@ async function main(): Promise<void> {
     const cpuMsPer1000Readings = (cpuUsedMs / readings) * 1_000;
     console.log(
       `footprint: ${FOOTPRINT_METERS} meters at 1 s for ${FOOTPRINT_S} s${FOOTPRINT_STATUS ? " with the status page" : ""}: ` +
-        `${readings} readings, peak RSS ${peakRssMb.toFixed(1)} MB, ${cpuUsedMs} ms CPU (NODE_OPTIONS ${GATEWAY_NODE_OPTIONS}${MALLOC_SETTINGS === "" ? "" : `; ${MALLOC_SETTINGS}`})`,
+        `${readings} readings, peak RSS ${peakRssMb.toFixed(1)} MB, ${cpuUsedMs} ms CPU (NODE_OPTIONS ${GATEWAY_NODE_OPTIONS})`,
     );
     const drainRatio = Number((bareRate > 0 ? drainRate / bareRate : 0).toFixed(3));
     console.log(
@@ -405,11 +400,9 @@ async function main(): Promise<void> {
 
 // The drain runs in this process: with the gateway's production Node.js options, like the
 // footprint's gateway process (the bench runner starts us without them).
-// glibc reads the malloc settings at start: they too need the re-execution.
-const productionEnv = { NODE_OPTIONS: GATEWAY_NODE_OPTIONS, ...GATEWAY_MALLOC_ENV };
-if (Object.entries(productionEnv).some(([name, value]) => process.env[name] !== value)) {
+if (process.env.NODE_OPTIONS !== GATEWAY_NODE_OPTIONS) {
   const child = spawnSync(process.execPath, [...process.execArgv, ...process.argv.slice(1)], {
-    env: { ...process.env, ...productionEnv },
+    env: { ...process.env, NODE_OPTIONS: GATEWAY_NODE_OPTIONS },
     stdio: "inherit",
   });
   process.exit(child.status ?? 1);

@@ -1,7 +1,7 @@
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
-import { GATEWAY_MALLOC_ENV, GATEWAY_NODE_OPTIONS } from "./nodeOptions.js";
+import { GATEWAY_NODE_OPTIONS } from "./nodeOptions.js";
 
 const UNIT = fileURLToPath(new URL("../../../hardware/systemd/edgemeter-gateway.service", import.meta.url));
 
@@ -12,17 +12,12 @@ describe("the gateway's Node.js options", () => {
     const nodeOptions = lines
       .map((line) => /^Environment=(.*NODE_OPTIONS=.*)$/.exec(line.trim())?.[1])
       .filter((value) => value !== undefined);
-    const assignments = [
-      `NODE_OPTIONS=${GATEWAY_NODE_OPTIONS}`,
-      ...Object.entries(GATEWAY_MALLOC_ENV).map(([k, v]) => `${k}=${v}`),
-    ];
-    expect(nodeOptions).toEqual([assignments.map((a) => `"${a}"`).join(" ")]);
+    expect(nodeOptions).toEqual([`"NODE_OPTIONS=${GATEWAY_NODE_OPTIONS}"`]);
   });
 
-  it("are the malloc settings the systemd unit runs with, and nothing else sets malloc there", () => {
+  it("come with no malloc settings in the unit, which the benchmark would not measure (nodeOptions.ts says why)", () => {
     const unit = readFileSync(UNIT, "utf8");
-    const malloc = [...unit.matchAll(/"?(MALLOC_[A-Z_]+=[^"\s]*)"?/g)].map((m) => m[1]);
-    expect(malloc).toEqual(Object.entries(GATEWAY_MALLOC_ENV).map(([k, v]) => `${k}=${v}`));
+    expect([...unit.matchAll(/MALLOC_[A-Z_]+=/g)].map((m) => m[0])).toEqual([]);
   });
 
   it("are accepted by this Node.js in NODE_OPTIONS", async () => {

@@ -15,16 +15,12 @@
  */
 export const GATEWAY_NODE_OPTIONS = "--max-old-space-size=96 --max-semi-space-size=1 --v8-pool-size=1";
 
-/**
- * glibc malloc settings of the gateway's environment: also on the systemd unit's NODE_OPTIONS
- * line (a test keeps the two equal) and given by the footprint benchmark to the process it
- * measures, so it measures what production runs. None today, measured:
- *
+/*
+ * No glibc malloc settings in the unit's environment, measured (`npm run bench -- uplink`):
  * - `MALLOC_MMAP_THRESHOLD_=65536` (64 KiB+ allocations in their own mappings, returned to the
  *   kernel when freed) lowered the peak RSS with the status page by ~1.4 MB (83.2/83.1 MB
  *   instead of 84.5/84.6), but every batch SQLite hands the forwarder (up to 120 KB) then costs
  *   an mmap and munmap: the drain's batch reads took twice as long (drain ratio 0.70 instead of
- *   0.81 to a bare mqtt.js publisher, `npm run bench -- uplink`). Not worth it.
+ *   0.81 to a bare mqtt.js publisher).
  * - `MALLOC_ARENA_MAX=2`: no change (with `--v8-pool-size=1` one extra thread allocates).
  */
-export const GATEWAY_MALLOC_ENV: Readonly<Record<string, string>> = {};
