@@ -1,10 +1,10 @@
 #!/usr/bin/env node
 import { chmodSync, writeFileSync } from "node:fs";
 import { parseArgs } from "node:util";
-import { describeError, isEdgemeterError } from "@edgemeter/shared";
-import { loadConfig } from "./config/loadConfig.js";
-import { FIELD_TOOLS_USAGE, runFieldTool } from "./fieldTools/fieldTools.js";
-import { createGateway } from "./main.js";
+import { describeError, isEdgemeterError } from "@edgemeter/shared/core";
+import { loadConfigIsolated } from "./config/loadConfigIsolated.js";
+import type { GatewayConfig } from "./config/schema.js";
+import { FIELD_TOOLS_USAGE } from "./fieldTools/usage.js";
 import { hashPassword } from "./status/password.js";
 
 const USAGE = `usage: edgemeter-gateway <command> [--config gateway.yaml]
@@ -24,6 +24,8 @@ const EXIT_INVALID = 2;
 async function main(argv: string[]): Promise<number> {
   // The field tools take their own options (--port, --unit…), not --config.
   if (argv[0] === "probe" || argv[0] === "scan") {
+    // Loaded only for them: the daemon does not carry the profile loader and its YAML parser.
+    const { runFieldTool } = await import("./fieldTools/fieldTools.js");
     return runFieldTool(argv[0], argv.slice(1), {
       out: (line) => process.stdout.write(`${line}\n`),
       err: (line) => process.stderr.write(`${line}\n`),
@@ -42,9 +44,9 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   if (command === "hash-password") return hashPasswordCommand(parsed.out);
-  let config: ReturnType<typeof loadConfig>;
+  let config: GatewayConfig;
   try {
-    config = loadConfig(configFile);
+    config = await loadConfigIsolated(configFile);
   } catch (error) {
     if (isEdgemeterError(error, "config.invalid")) {
       process.stderr.write(`invalid configuration:\n${error.message}\n`);
@@ -60,6 +62,9 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
 
+  // The daemon's modules load after the configuration worker exited, so the two heaps are
+  // never resident at once (issue 4 footprint: the start-up is not the peak).
+  const { createGateway } = await import("./main.js");
   const gateway = createGateway(config);
   let signals = 0;
   const stopped = new Promise<void>((resolve) => {

@@ -1,7 +1,7 @@
 import { existsSync } from "node:fs";
 import path from "node:path";
-import { loadProfile, planReads } from "@edgemeter/hardware";
-import { describeError } from "@edgemeter/shared";
+import { planReads } from "@edgemeter/hardware/decoding";
+import { describeError, EdgemeterError } from "@edgemeter/shared/core";
 import type { Logger } from "pino";
 import { SyncedClock, TIMESYNCD_SYNCED_FILE } from "./clock/syncedClock.js";
 import type { BusConfig, GatewayConfig } from "./config/schema.js";
@@ -194,13 +194,18 @@ export function createGateway(config: GatewayConfig, options: GatewayOptions = {
     // The charts are the status page's: without one configured, no chart history is kept.
     chartHistory: config.status !== undefined,
   });
-  // One parse and validation per profile, not per meter (32 meters of one model are common).
+  // One plan per profile, not per meter (32 meters of one model are common). The profiles
+  // were loaded and checked with the configuration (config.profiles).
   const readPlans = new Map<string, ReturnType<typeof planReads>>();
-  const readPlanOf = (profile: string) => {
-    let plan = readPlans.get(profile);
+  const readPlanOf = (ref: string) => {
+    let plan = readPlans.get(ref);
     if (plan === undefined) {
-      plan = planReads(loadProfile(profile));
-      readPlans.set(profile, plan);
+      const profile = config.profiles[ref];
+      if (profile === undefined) {
+        throw new EdgemeterError("config.invalid", `meter profile ${ref} was not loaded with the configuration`);
+      }
+      plan = planReads(profile);
+      readPlans.set(ref, plan);
     }
     return plan;
   };

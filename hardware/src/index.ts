@@ -1,20 +1,9 @@
-export { type DecodedValues, decodeResponse, planReads, type ReadRequest, splitRequest } from "./decoding/readPlan.js";
-export {
-  DECODE_ERROR_CODES,
-  type DecodeOutcome,
-  decodeRegister,
-  encodeValue,
-  registerValueRange,
-} from "./decoding/registerCodec.js";
+export * from "./decoding/index.js";
 export { listProfiles, loadAllProfiles, loadProfile, PROFILES_DIR } from "./profiles/loadProfile.js";
 export {
-  type MeterProfile,
   MODBUS_MAX_REGISTERS_PER_REQUEST,
   parseProfileYaml,
   REGISTER_TYPES,
-  type RegisterDef,
-  type RegisterFn,
-  type RegisterType,
   validateProfile,
   WORDS_PER_TYPE,
 } from "./profiles/profileSchema.js";

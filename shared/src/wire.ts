@@ -2,14 +2,9 @@ import { z } from "zod";
 import { GatewayId, MeterId } from "./ids.js";
 import { MEASUREMENT_NAMES } from "./measurements.js";
 
-/**
- * The v1 wire contract (DESIGN "Wire contract (v1)"). Every payload carries `v: 1`;
- * a v2 payload fails these schemas loudly instead of being half-understood.
- */
-export const WIRE_VERSION = 1;
+import { WIRE_VERSION } from "./wireConstants.js";
 
-/** AWS IoT Core rejects MQTT messages above 128 KB; batches stay below this. */
-export const MAX_PAYLOAD_BYTES = 128 * 1024;
+export { MAX_PAYLOAD_BYTES, WIRE_VERSION } from "./wireConstants.js";
 
 const IsoTime = z.iso.datetime({
   offset: false,

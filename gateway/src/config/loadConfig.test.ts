@@ -1,5 +1,6 @@
 import { mkdirSync, writeFileSync } from "node:fs";
 import path from "node:path";
+import { loadProfile } from "@edgemeter/hardware";
 import { EdgemeterError, type InputIssue } from "@edgemeter/shared";
 import { tempDir } from "@edgemeter/shared/testing";
 import { afterEach, describe, expect, it } from "vitest";
@@ -43,7 +44,16 @@ buses:
       "profiles/custom.yaml": "x",
     });
     const checked: string[] = [];
-    const config = loadConfig(path.join(dir, "etc/gateway.yaml"), { loadProfile: (ref) => checked.push(ref) });
+    const sdm630 = loadProfile("sdm630");
+    const config = loadConfig(path.join(dir, "etc/gateway.yaml"), {
+      loadProfile: (ref) => {
+        checked.push(ref);
+        return sdm630;
+      },
+    });
+    // The loaded profiles travel with the configuration, keyed as the meters name them.
+    expect(Object.keys(config.profiles).sort()).toEqual([...checked].sort());
+    for (const bus of config.buses) for (const meter of bus.meters) expect(config.profiles[meter.profile]).toBe(sdm630);
     expect(config.configFile).toBe(path.join(dir, "etc/gateway.yaml"));
     expect(config.dataDir).toBe(path.join(dir, "etc/.edgemeter/gateway"));
     expect(config.uplink).toEqual({

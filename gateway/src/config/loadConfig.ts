@@ -1,13 +1,13 @@
 import { accessSync, constants, readFileSync, statSync } from "node:fs";
 import path from "node:path";
-import { loadProfile } from "@edgemeter/hardware";
+import { loadProfile, type MeterProfile } from "@edgemeter/hardware";
 import { EdgemeterError, formatInputIssues, type InputIssue, toInputIssues } from "@edgemeter/shared";
 import { parseDocument } from "yaml";
 import { type GatewayConfig, GatewayConfigSchema, TLS_URL_PROTOCOLS } from "./schema.js";
 
 export interface LoadConfigOptions {
-  /** Checks that a profile exists; defaults to @edgemeter/hardware's loadProfile. */
-  loadProfile?: (idOrPath: string) => unknown;
+  /** Loads (and so checks) a profile; defaults to @edgemeter/hardware's loadProfile. */
+  loadProfile?: (idOrPath: string) => MeterProfile;
 }
 
 /**
@@ -49,7 +49,8 @@ export function parseConfig(text: string, configFile: string, options: LoadConfi
   const issues: InputIssue[] = result.success ? [] : toInputIssues(configFile, result.error.issues);
   // Cross-field checks run on the raw document even when the schema failed, so one run
   // reports every problem instead of revealing them one fix at a time.
-  issues.push(...crossCheck(raw, configFile, baseDir, options.loadProfile ?? loadProfile));
+  const profiles = new Map<string, MeterProfile>();
+  issues.push(...crossCheck(raw, configFile, baseDir, options.loadProfile ?? loadProfile, profiles));
   if (!result.success || issues.length > 0) throw invalid(issues);
 
   const config = result.data;
@@ -71,6 +72,7 @@ export function parseConfig(text: string, configFile: string, options: LoadConfi
       ...bus,
       meters: bus.meters.map((meter) => ({ ...meter, profile: resolveProfileRef(meter.profile, baseDir) })),
     })),
+    profiles: Object.fromEntries(profiles),
   };
 }
 
@@ -99,7 +101,8 @@ function crossCheck(
   raw: unknown,
   where: string,
   baseDir: string,
-  checkProfile: (idOrPath: string) => unknown,
+  checkProfile: (idOrPath: string) => MeterProfile,
+  profiles: Map<string, MeterProfile>,
 ): InputIssue[] {
   const issues: InputIssue[] = [];
   if (!isRecord(raw)) return issues;
@@ -169,7 +172,7 @@ function crossCheck(
         const ref = resolveProfileRef(meter.profile, baseDir);
         if (!profileResults.has(ref)) {
           try {
-            checkProfile(ref);
+            profiles.set(ref, checkProfile(ref));
             profileResults.set(ref, null);
           } catch (error) {
             profileResults.set(ref, error instanceof Error ? error.message : String(error));

@@ -1,8 +1,11 @@
 import { writeFileSync } from "node:fs";
 import path from "node:path";
+import { loadProfile } from "@edgemeter/hardware";
 import { tempDir } from "@edgemeter/shared/testing";
 import { afterEach, describe, expect, it } from "vitest";
 import { loadConfig } from "./loadConfig.js";
+
+const SDM630 = loadProfile("sdm630");
 
 describe("loadConfig: RS-485 (rtu) and RTU-over-TCP buses (field layer)", () => {
   const cleanups: Array<() => void> = [];
@@ -20,7 +23,7 @@ uplink: { kind: mqtt, url: "mqtt://127.0.0.1:1883" }
 buses:
 ${buses}`,
     );
-    return loadConfig(file, { loadProfile: () => undefined });
+    return loadConfig(file, { loadProfile: () => SDM630 });
   }
 
   it("accepts an rtu bus with line settings and fills the scheduler defaults", () => {

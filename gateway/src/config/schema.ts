@@ -1,3 +1,4 @@
+import type { MeterProfile } from "@edgemeter/hardware/decoding";
 import { GatewayId, MAX_PAYLOAD_BYTES, MeterId } from "@edgemeter/shared";
 import { z } from "zod";
 import { LOG_LEVELS } from "../logging/logger.js";
@@ -211,4 +212,9 @@ export interface GatewayConfig extends Omit<RawGatewayConfig, "uplink"> {
   /** Absolute path of the file it came from. */
   configFile: string;
   uplink: MqttUplinkConfig;
+  /**
+   * Every meter profile the buses use, loaded and checked, keyed by the meters' (resolved)
+   * `profile`: plain data, so the daemon plans its reads without the profile loader.
+   */
+  profiles: Readonly<Record<string, MeterProfile>>;
 }

@@ -1,13 +1,5 @@
-import {
-  EdgemeterError,
-  type EventsPayload,
-  isEdgemeterError,
-  MAX_PAYLOAD_BYTES,
-  type Reading,
-  type TelemetryPayload,
-  topicFor,
-  WIRE_VERSION,
-} from "@edgemeter/shared";
+import type { EventsPayload, Reading, TelemetryPayload } from "@edgemeter/shared";
+import { EdgemeterError, isEdgemeterError, MAX_PAYLOAD_BYTES, topicFor, WIRE_VERSION } from "@edgemeter/shared/core";
 import type { Logger } from "pino";
 import { RepeatedFailure } from "../logging/repeatedFailure.js";
 import type { BatchFrame, Outbox, RawOutboxBatch, SeqRange } from "../outbox/outbox.js";

@@ -1,6 +1,7 @@
-import type { ReadRequest } from "@edgemeter/hardware";
-import { decodeResponse, splitRequest } from "@edgemeter/hardware";
-import { describeError, EdgemeterError, isEdgemeterError, type Reading } from "@edgemeter/shared";
+import type { ReadRequest } from "@edgemeter/hardware/decoding";
+import { decodeResponse, splitRequest } from "@edgemeter/hardware/decoding";
+import type { Reading } from "@edgemeter/shared";
+import { describeError, EdgemeterError, isEdgemeterError } from "@edgemeter/shared/core";
 import type { Logger } from "pino";
 import { fullJitterBackoffMs } from "../forwarder/backoff.js";
 import { RepeatedFailure } from "../logging/repeatedFailure.js";

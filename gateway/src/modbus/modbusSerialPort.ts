@@ -1,5 +1,5 @@
 import type { EventEmitter } from "node:events";
-import { EdgemeterError } from "@edgemeter/shared";
+import { EdgemeterError } from "@edgemeter/shared/core";
 import modbusSerial from "modbus-serial";
 import type { Logger } from "pino";
 import type { ModbusPort, RegisterFunction } from "./modbusPort.js";

@@ -1,4 +1,4 @@
-import { describeError } from "@edgemeter/shared";
+import { describeError } from "@edgemeter/shared/core";
 import type { Logger } from "pino";
 import { RepeatedFailure } from "../logging/repeatedFailure.js";
 import type { NewReading, Outbox, UnsyncedStamp } from "./outbox.js";

@@ -1,6 +1,7 @@
 import { mkdirSync } from "node:fs";
 import path from "node:path";
-import { EdgemeterError, type MeterEvent, type Reading } from "@edgemeter/shared";
+import type { MeterEvent, Reading } from "@edgemeter/shared";
+import { EdgemeterError } from "@edgemeter/shared/core";
 import Database from "better-sqlite3";
 import type {
   BatchFrame,

@@ -1,6 +1,7 @@
 import { X509Certificate } from "node:crypto";
 import { readFileSync, statfsSync } from "node:fs";
-import { describeError, type MeterEvent } from "@edgemeter/shared";
+import type { MeterEvent } from "@edgemeter/shared";
+import { describeError } from "@edgemeter/shared/core";
 import type { NewReading } from "../outbox/outbox.js";
 import type { Clock } from "../time/clock.js";
 import type { UplinkState } from "../uplink/uplink.js";
@@ -16,7 +17,7 @@ import {
   type StatusSnapshot,
   type UplinkHealth,
 } from "./gatewayState.js";
-import { MeterRing } from "./meterRing.js";
+import { ChartHistory } from "./meterRing.js";
 
 /** What main.ts hands over: read-only views of the running components. */
 export interface GatewayFacts {
@@ -97,8 +98,6 @@ export interface FaultEventInput {
 /** A meter with no reading for this many poll intervals (and at least OFFLINE_MIN_MS) is offline. */
 const OFFLINE_POLL_INTERVALS = 3;
 const OFFLINE_MIN_MS = 10_000;
-const HISTORY_WINDOW_MS = 3_600_000;
-const HISTORY_SPACING_MS = 1_000;
 const MAX_ENDED_EVENTS = 100;
 /** The certificate file is re-read at most this often (a renewal replaces it in place). */
 const CERT_CACHE_MS = 60_000;
@@ -109,7 +108,7 @@ interface MeterRecord {
   busId: string;
   pollIntervalMs: number;
   /** null without chart history (GatewayFacts.chartHistory). */
-  ring: MeterRing | null;
+  ring: ChartHistory | null;
   readings: number;
   readingsWithErrors: number;
   errorCount: number;
@@ -148,10 +147,7 @@ export class LiveGatewayState implements GatewayState {
     for (const meter of facts.meters) {
       this.meters.set(meter.id, {
         ...meter,
-        ring:
-          facts.chartHistory === false
-            ? null
-            : new MeterRing(CHART_MEASUREMENTS, HISTORY_WINDOW_MS, HISTORY_SPACING_MS),
+        ring: facts.chartHistory === false ? null : new ChartHistory(CHART_MEASUREMENTS),
         readings: 0,
         readingsWithErrors: 0,
         errorCount: 0,

@@ -1,4 +1,5 @@
 import path from "node:path";
+import { loadProfile } from "@edgemeter/hardware";
 import { isEdgemeterError } from "@edgemeter/shared";
 import { describe, expect, it } from "vitest";
 import { parseConfig } from "../config/loadConfig.js";
@@ -11,8 +12,9 @@ buses:
     host: 127.0.0.1
     meters: [{ id: meter-1, unitId: 1, profile: sdm630 }]
 `;
+const SDM630 = loadProfile("sdm630");
 const FILE = path.resolve("/etc/edgemeter/gateway.yaml");
-const parse = (text: string) => parseConfig(text, FILE, { loadProfile: () => ({}) });
+const parse = (text: string) => parseConfig(text, FILE, { loadProfile: () => SDM630 });
 
 describe("gateway.yaml status section", () => {
   it("is optional: without it the gateway serves no page", () => {

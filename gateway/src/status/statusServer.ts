@@ -4,7 +4,7 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import { createRequire } from "node:module";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { describeError, EdgemeterError } from "@edgemeter/shared";
+import { describeError, EdgemeterError } from "@edgemeter/shared/core";
 import Fastify, {
   type FastifyBaseLogger,
   type FastifyInstance,

@@ -1,6 +1,6 @@
 import { X509Certificate } from "node:crypto";
 import { readFileSync } from "node:fs";
-import { EdgemeterError } from "@edgemeter/shared";
+import { EdgemeterError } from "@edgemeter/shared/core";
 import type { mqtt5 } from "aws-iot-device-sdk-v2";
 import type { Logger } from "pino";
 import { RepeatedFailure } from "../logging/repeatedFailure.js";

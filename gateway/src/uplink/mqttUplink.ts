@@ -1,11 +1,13 @@
 import { X509Certificate } from "node:crypto";
 import { readFileSync } from "node:fs";
-import { EdgemeterError } from "@edgemeter/shared";
-import { connect, ErrorWithReasonCode, type IClientOptions, type MqttClient } from "mqtt";
+import { EdgemeterError } from "@edgemeter/shared/core";
+import type { IClientOptions, MqttClient } from "mqtt";
+import { ErrorWithReasonCode } from "mqtt/lib/shared";
 import type { Logger } from "pino";
 import { fullJitterBackoffMs } from "../forwarder/backoff.js";
 import { RepeatedFailure } from "../logging/repeatedFailure.js";
 import { type Clock, systemClock } from "../time/clock.js";
+import { createMqttClient } from "./mqttTransport.js";
 import { type StatusReporter, type UplinkStatusOptions, uplinkStatusReporter } from "./statusReport.js";
 import type { PublishOptions, Uplink, UplinkProblem, UplinkState, UplinkStatus } from "./uplink.js";
 
@@ -118,7 +120,7 @@ export class MqttUplink implements Uplink {
       clientOptions.rejectUnauthorized = true;
     }
     this.setState("connecting");
-    const client = connect(this.options.url, clientOptions);
+    const client = createMqttClient(this.options.url, clientOptions);
     this.client = client;
     client.on("connect", () => {
       this.connectionFailure.recover({ url: this.options.url, afterAttempts: this.attempt });

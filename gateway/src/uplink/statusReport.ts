@@ -1,4 +1,5 @@
-import { type StatusPayload, topicFor, WIRE_VERSION } from "@edgemeter/shared";
+import type { StatusPayload } from "@edgemeter/shared";
+import { topicFor, WIRE_VERSION } from "@edgemeter/shared/core";
 import type { Logger } from "pino";
 import type { Outbox } from "../outbox/outbox.js";
 import type { Clock } from "../time/clock.js";

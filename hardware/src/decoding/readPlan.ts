@@ -1,5 +1,5 @@
-import { EdgemeterError, type MeasurementName } from "@edgemeter/shared";
-import { type MeterProfile, type RegisterDef, type RegisterFn, WORDS_PER_TYPE } from "../profiles/profileSchema.js";
+import { EdgemeterError, type MeasurementName } from "@edgemeter/shared/core";
+import { type MeterProfile, type RegisterDef, type RegisterFn, WORDS_PER_TYPE } from "../profiles/profileTypes.js";
 import { decodeRegister } from "./registerCodec.js";
 
 /** One Modbus read: `count` registers from `address` with function `fn`, covering `registers`. */

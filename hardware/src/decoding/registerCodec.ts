@@ -1,5 +1,5 @@
-import { EdgemeterError } from "@edgemeter/shared";
-import { type RegisterDef, type RegisterType, WORDS_PER_TYPE } from "../profiles/profileSchema.js";
+import { EdgemeterError } from "@edgemeter/shared/core";
+import { type RegisterDef, type RegisterType, WORDS_PER_TYPE } from "../profiles/profileTypes.js";
 
 /**
  * Register words ⇄ numbers. Pure: no I/O, no clock. Words are 16-bit unsigned integers
