@@ -30,7 +30,10 @@ function daemonModules(): string[] {
     await new Promise((resolve) => setTimeout(resolve, 200));
     process.stdout.write(JSON.stringify([...loaded]));
   `;
-  const result = spawnSync(process.execPath, ["--input-type=module", "-e", script], { encoding: "utf8", timeout: 30_000 });
+  const result = spawnSync(process.execPath, ["--input-type=module", "-e", script], {
+    encoding: "utf8",
+    timeout: 30_000,
+  });
   expect(result.stderr).toBe("");
   return JSON.parse(result.stdout) as string[];
 }
@@ -40,7 +43,10 @@ describe("the daemon's own modules", () => {
     const modules = daemonModules();
     // What it does load (so an empty list cannot pass): the MQTT client, SQLite, fastify.
     for (const wanted of ["/mqtt/build/lib/client.js", "/better-sqlite3/", "/fastify/fastify.js"]) {
-      expect(modules.some((m) => m.includes(wanted)), wanted).toBe(true);
+      expect(
+        modules.some((m) => m.includes(wanted)),
+        wanted,
+      ).toBe(true);
     }
     const unwanted = modules.filter((m) =>
       /\/node_modules\/(zod|yaml|ws|socks)\/|\/mqtt\/build\/lib\/connect\/|\/profiles\/(loadProfile|profileSchema)\.js|\/simulator\//.test(

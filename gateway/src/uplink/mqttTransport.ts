@@ -34,7 +34,10 @@ export function createMqttClient(url: string, options: IClientOptions): MqttClie
   const host = parsed.hostname.replace(/^\[(.*)\]$/, "$1") || "localhost";
   const secure = scheme === "mqtts" || scheme === "ssl" || scheme === "tls";
   if (!secure && scheme !== "mqtt" && scheme !== "tcp") {
-    throw new EdgemeterError("uplink.config", `unsupported uplink URL scheme ${scheme}: (${url})`);
+    throw new EdgemeterError(
+      "uplink.config",
+      `unsupported uplink URL scheme "${scheme}" in ${url}: use mqtts://, mqtt://, ws:// or wss://`,
+    );
   }
   const port = parsed.port === "" ? (secure ? 8883 : 1883) : Number(parsed.port);
   const builder: StreamBuilder = secure
