@@ -1,5 +1,4 @@
 import { z } from "zod";
-
 import { ID_PATTERN } from "./idPattern.js";
 
 export { ID_PATTERN, isValidId } from "./idPattern.js";

@@ -1,7 +1,6 @@
 import { z } from "zod";
 import { GatewayId, MeterId } from "./ids.js";
 import { MEASUREMENT_NAMES } from "./measurements.js";
-
 import { WIRE_VERSION } from "./wireConstants.js";
 
 export { MAX_PAYLOAD_BYTES, WIRE_VERSION } from "./wireConstants.js";

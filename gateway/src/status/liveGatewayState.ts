@@ -108,7 +108,7 @@ interface MeterRecord {
   busId: string;
   pollIntervalMs: number;
   /** null without chart history (GatewayFacts.chartHistory). */
-  ring: ChartHistory | null;
+  history: ChartHistory | null;
   readings: number;
   readingsWithErrors: number;
   errorCount: number;
@@ -147,7 +147,7 @@ export class LiveGatewayState implements GatewayState {
     for (const meter of facts.meters) {
       this.meters.set(meter.id, {
         ...meter,
-        ring: facts.chartHistory === false ? null : new ChartHistory(CHART_MEASUREMENTS),
+        history: facts.chartHistory === false ? null : new ChartHistory(CHART_MEASUREMENTS),
         readings: 0,
         readingsWithErrors: 0,
         errorCount: 0,
@@ -174,7 +174,7 @@ export class LiveGatewayState implements GatewayState {
     meter.lastTsMs = tsMs;
     meter.lastSeenMonoMs = this.facts.clock.monotonicMs();
     meter.values = { ...reading.values } as Record<string, number>;
-    meter.ring?.push(tsMs, meter.values);
+    meter.history?.push(tsMs, meter.values);
     this.changed();
   }
 
@@ -234,8 +234,8 @@ export class LiveGatewayState implements GatewayState {
   meterHistory(meterId: string): MeterHistory | undefined {
     const meter = this.meters.get(meterId);
     if (meter === undefined) return undefined;
-    if (meter.ring === null) return { meterId, tsMs: [], series: {} };
-    return { meterId, ...meter.ring.read(this.facts.clock.nowMs()) };
+    if (meter.history === null) return { meterId, tsMs: [], series: {} };
+    return { meterId, ...meter.history.read(this.facts.clock.nowMs()) };
   }
 
   snapshot(): StatusSnapshot {
