@@ -74,7 +74,7 @@ function reading(i: number): NewReading {
 
 /** Phase timings: the outbox's share of the drain, measured around its calls. */
 class TimedOutbox extends SqliteOutbox {
-  readonly ms = { select: 0, delete: 0, events: 0 };
+  readonly ms = { select: 0, ack: 0, purge: 0, events: 0 };
   override nextRawBatchAfter(
     afterSeq: number,
     limits: BatchLimits,
@@ -88,12 +88,20 @@ class TimedOutbox extends SqliteOutbox {
       this.ms.select += performance.now() - start;
     }
   }
-  override ackRanges(ranges: readonly SeqRange[]): number {
+  override ackRanges(ranges: readonly SeqRange[]): void {
     const start = performance.now();
     try {
-      return super.ackRanges(ranges);
+      super.ackRanges(ranges);
     } finally {
-      this.ms.delete += performance.now() - start;
+      this.ms.ack += performance.now() - start;
+    }
+  }
+  override purgeDelivered(maxReadings: number): number {
+    const start = performance.now();
+    try {
+      return super.purgeDelivered(maxReadings);
+    } finally {
+      this.ms.purge += performance.now() - start;
     }
   }
   override nextEvents(limit: number) {
@@ -177,6 +185,12 @@ async function untilSubscribed(broker: RunningMosquitto, gatewayTls: TlsFiles, w
   }
 }
 
+/** CPU milliseconds (user + system) this process used since `start` (process.cpuUsage()). */
+function cpuMsSince(start: NodeJS.CpuUsage): number {
+  const used = process.cpuUsage(start);
+  return (used.user + used.system) / 1_000;
+}
+
 function median(values: readonly number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
   return sorted[Math.floor((sorted.length - 1) / 2)] as number;
@@ -213,13 +227,14 @@ async function main(): Promise<void> {
     const payloadBytes = payloads.reduce((n, p) => n + p.length, 0);
 
     // Baseline: bare mqtt.js, QoS 1, WINDOW publishes in flight, same bytes, same broker, same TLS.
-    async function bareRun(): Promise<number> {
+    async function bareRun(): Promise<{ ms: number; cpuMs: number }> {
       const bare = await mqtt.connectAsync(broker.url, {
         protocolVersion: 5,
         clientId: GATEWAY,
         ...readTlsCredentials(gatewayTls),
       });
       const start = performance.now();
+      const cpuStart = process.cpuUsage();
       let next = 0;
       await Promise.all(
         Array.from({ length: WINDOW }, async () => {
@@ -230,8 +245,9 @@ async function main(): Promise<void> {
         }),
       );
       const ms = performance.now() - start;
+      const cpuMs = cpuMsSince(cpuStart);
       await bare.endAsync();
-      return ms;
+      return { ms, cpuMs };
     }
 
     async function drainRun(round: number) {
@@ -263,6 +279,7 @@ async function main(): Promise<void> {
       await uplink.connect();
       await waitFor(() => (uplink.state === "connected" ? true : undefined), "uplink connected");
       const start = performance.now();
+      const cpuStart = process.cpuUsage();
       forwarder.start();
       // Poll the forwarder's counter, not outbox.depth(): a count(*) over 200,000 rows every few
       // milliseconds on the same event loop would slow down what is measured.
@@ -273,28 +290,36 @@ async function main(): Promise<void> {
         5,
       );
       const ms = performance.now() - start;
+      const cpuMs = cpuMsSince(cpuStart);
       const inWindow = { ...outbox.ms };
-      // Acknowledged readings are deleted after the drain (Forwarder ackFlushMs): until the outbox is empty.
-      await waitFor(() => (outbox.depth() === 0 ? true : undefined), "outbox empty", 600_000, 20);
+      // Acknowledged readings are recorded as delivered within ackFlushMs (Forwarder), and their
+      // rows removed when there is nothing to send: until no row is left in the file.
+      await waitFor(
+        () => (outbox.depth() === 0 && !outbox.hasDeliveredRows() ? true : undefined),
+        "outbox empty",
+        600_000,
+        20,
+      );
       const emptyMs = performance.now() - start;
       await forwarder.stop();
       await uplink.close();
       outbox.close();
-      return { ms, emptyMs, inWindow, deleteMs: outbox.ms.delete };
+      return { ms, cpuMs, emptyMs, inWindow, removeMs: outbox.ms.ack + outbox.ms.purge };
     }
 
     const rounds: { bareMs: number; drainMs: number; emptyMs: number; ratio: number }[] = [];
     for (let round = 0; round < ROUNDS; round++) {
       // Alternate the order, so neither side always runs on a warmer (or more loaded) machine.
-      let bareMs = 0;
+      let bare: Awaited<ReturnType<typeof bareRun>>;
       let drain: Awaited<ReturnType<typeof drainRun>>;
       if (round % 2 === 0) {
-        bareMs = await bareRun();
+        bare = await bareRun();
         drain = await drainRun(round);
       } else {
         drain = await drainRun(round);
-        bareMs = await bareRun();
+        bare = await bareRun();
       }
+      const bareMs = bare.ms;
       const ratio = bareMs / drain.ms;
       rounds.push({ bareMs, drainMs: drain.ms, emptyMs: drain.emptyMs, ratio });
       const phases = Object.entries(drain.inWindow)
@@ -302,8 +327,9 @@ async function main(): Promise<void> {
         .join(", ");
       console.log(
         `drain round ${round + 1}/${ROUNDS}: ${READINGS} readings in ${Math.round(drain.ms)} ms ` +
-          `(outbox ${phases}; deleting all ${Math.round(drain.deleteMs)} ms, empty after ${Math.round(drain.emptyMs)} ms); ` +
-          `bare mqtt.js ${Math.round(bareMs)} ms; ratio ${ratio.toFixed(3)}`,
+          `(outbox ${phases}; acks and removal in all ${Math.round(drain.removeMs)} ms, empty after ${Math.round(drain.emptyMs)} ms); ` +
+          `bare mqtt.js ${Math.round(bareMs)} ms; ratio ${ratio.toFixed(3)}; ` +
+          `CPU of this process: drain ${Math.round(drain.cpuMs)} ms, bare ${Math.round(bare.cpuMs)} ms`,
       );
     }
     const mid = rounds.find((r) => r.ratio === median(rounds.map((x) => x.ratio))) ?? (rounds[0] as (typeof rounds)[0]);

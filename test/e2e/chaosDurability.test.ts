@@ -131,7 +131,12 @@ describe.skipIf(!hasMosquitto)("chaos: SIGKILLed gateway and a restarting broker
         const outboxDepth = () => {
           const db = new Database(path.join(dataDir, "outbox.sqlite"), { readonly: true, fileMustExist: true });
           try {
-            return (db.prepare("SELECT count(*) AS n FROM outbox").get() as { n: number }).n;
+            // Unsent: above the delivered mark (SqliteOutbox.ackRanges).
+            return (
+              db
+                .prepare("SELECT count(*) AS n FROM outbox WHERE seq > (SELECT delivered_through FROM outbox_counter)")
+                .get() as { n: number }
+            ).n;
           } finally {
             db.close();
           }

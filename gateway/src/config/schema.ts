@@ -101,8 +101,9 @@ export const ForwarderSchema = z.strictObject({
   /** Telemetry batches in flight at once: hides the PUBACK round trip when draining a backlog. */
   windowBatches: z.int().min(1).max(64).default(4),
   /**
-   * Acknowledged readings are deleted at the latest this long after their PUBACK, in large
-   * transactions (a crash in between only means a resend the cloud dedups); 0: at each PUBACK.
+   * Acknowledged readings are recorded as delivered at the latest this long after their PUBACK,
+   * one transaction for all of them (a crash in between only means a resend the cloud dedups);
+   * 0: at each PUBACK. Their rows are removed when nothing is waiting to be sent.
    */
   ackFlushMs: z.int().min(0).max(60_000).default(1_000),
 });

@@ -10,7 +10,7 @@ import { SqliteOutbox } from "../outbox/sqliteOutbox.js";
 import { mosquittoBinary, startMosquitto } from "../testing/mosquitto.js";
 import { MqttUplink } from "../uplink/mqttUplink.js";
 import type { PublishOptions, Uplink } from "../uplink/uplink.js";
-import { Forwarder, type ForwarderOptions, mergeRanges, takeRanges, telemetryFrame } from "./forwarder.js";
+import { Forwarder, type ForwarderOptions, mergeRanges, telemetryFrame } from "./forwarder.js";
 
 const BROKER_URL = "mqtt://127.0.0.1:1883";
 const haveBroker = requireService(
@@ -401,22 +401,6 @@ describe("acknowledged ranges and the telemetry frame", () => {
       { first: 25, last: 30 },
     ]);
     expect(mergeRanges([])).toEqual([]);
-  });
-
-  it("takes the oldest ranges up to a number of seqs, cutting one in two if need be", () => {
-    const ranges = [
-      { first: 0, last: 9 },
-      { first: 20, last: 29 },
-    ];
-    expect(takeRanges(ranges, 15)).toEqual({
-      taken: [
-        { first: 0, last: 9 },
-        { first: 20, last: 24 },
-      ],
-      rest: [{ first: 25, last: 29 }],
-    });
-    expect(takeRanges(ranges, 100)).toEqual({ taken: ranges, rest: [] });
-    expect(takeRanges(ranges, 0).taken).toEqual([{ first: 0, last: 0 }]); // at least one
   });
 
   it("frames readings as a valid telemetry payload whose batchId comes from the seqs", () => {

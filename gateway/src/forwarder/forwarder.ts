@@ -15,18 +15,22 @@ const ENVELOPE_RESERVE_BYTES = 256;
 /** Events are ~300 bytes each: 200 stay far below the 128 KB payload limit. */
 const MAX_EVENTS_PER_BATCH = 200;
 /**
- * Most readings deleted in one transaction: SQLite needs about a microsecond per reading, so a
- * chunk blocks the event loop for some 10 ms, well inside a Modbus timeout.
+ * Most delivered readings' rows removed in one transaction when they cannot be cleared whole
+ * (Outbox.purgeDelivered): SQLite needs about two microseconds per row, so a chunk blocks the
+ * event loop for some 20 ms, well inside a Modbus timeout.
  */
-const ACK_CHUNK_READINGS = 10_000;
+const PURGE_CHUNK_READINGS = 10_000;
 /** Smaller payloads (the steady state: a poll round) are sent as read, not pooled. */
 const POOLED_PAYLOAD_MIN_BYTES = 16 * 1024;
 /** The pause before each chunk of deletes when idle (see the forwarder loop). */
 const ACK_IDLE_DELAY_MS = 20;
 
-/** A batch read for sending: its payload is `pooled` (a pool buffer) or the buffer SQLite made. */
+/**
+ * A batch read for sending: its payload is `pooled` (a pool buffer) or the buffer SQLite made.
+ * `batch` without its bytes: nothing may keep a copied buffer alive (see pooledCopy).
+ */
 interface ReadBatch {
-  batch: RawOutboxBatch;
+  batch: Omit<RawOutboxBatch, "json">;
   payload: Buffer;
   pooled: Buffer | undefined;
 }
@@ -56,13 +60,12 @@ export interface ForwarderOptions {
    */
   ackTimeoutMs?: number;
   /**
-   * Acknowledged readings are deleted at the latest this long after their PUBACK, in a few large
-   * transactions, not one per batch: a delete costs SQLite about a microsecond per reading plus
-   * an fsync per commit, as much as sending it, and a delete that a crash loses only means a
-   * resend, which the cloud dedups. So a drain sends at full speed and deletes when idle, or
-   * once per interval (in chunks of ACK_CHUNK_READINGS) while a long drain goes on. Also
-   * deleted: before starting over after a failure, when idle, at stop. Default 1000; 0 deletes
-   * at each PUBACK.
+   * Acknowledged readings are recorded as delivered (Outbox.ackRanges) at the latest this long
+   * after their PUBACK, one transaction (one fsync) for all the batches acknowledged meanwhile,
+   * not one per batch; an ack that a crash loses only means a resend, which the cloud dedups.
+   * Also recorded: before starting over after a failure, when idle, at stop. Their rows are
+   * removed only when there is nothing to send (Outbox.purgeDelivered), so a drain never waits
+   * for SQLite deleting. Default 1000; 0 records at each PUBACK.
    */
   ackFlushMs?: number;
   /** Telemetry batches in flight at once (default 4; 1 = strictly one after the other). */
@@ -127,7 +130,7 @@ export class Forwarder {
   };
   private readonly eventsTopic: string;
   private readonly window: number;
-  /** Acknowledged batches not deleted yet (ackFlushMs), in PUBACK order. */
+  /** Acknowledged batches not recorded in the outbox yet (ackFlushMs), in PUBACK order. */
   private pendingAcks: SeqRange[] = [];
   /** clock.monotonicMs() of the oldest PUBACK in pendingAcks. */
   private pendingAcksSinceMs = 0;
@@ -207,9 +210,15 @@ export class Forwarder {
         this.options.hold,
         telemetryFrame(this.options.gatewayId, new Date(this.clock.nowMs()).toISOString()),
       );
-      // Copied at once, so the buffer SQLite made dies before any GC sees it (pooledCopy).
+      // Copied at once, so the buffer SQLite made dies before any GC sees it (pooledCopy): only
+      // the copy is kept, also while this batch waits read ahead (prepared).
       const pooled = batch.count > 0 ? this.pooledCopy(batch.json) : undefined;
-      return { batch, pooled, payload: pooled === undefined ? batch.json : pooled.subarray(0, batch.bytes) };
+      const { count, firstSeq, lastSeq, bytes } = batch;
+      return {
+        batch: { count, firstSeq, lastSeq, bytes },
+        pooled,
+        payload: pooled === undefined ? batch.json : pooled.subarray(0, bytes),
+      };
     };
     /**
      * The batch after `afterSeq`, read while the window was full: sent at the next PUBACK without
@@ -261,7 +270,12 @@ export class Forwarder {
     };
     while (!this.stopping) {
       if (this.options.uplink.state !== "connected" && inFlight.size === 0) {
-        await this.flushAllAcks();
+        this.flushAcks();
+        // Offline is idle: the time to remove delivered rows (a chunk per pause, see below).
+        if (this.options.outbox.hasDeliveredRows()) {
+          if (await this.pausedForIdleDelete()) this.purgeDelivered();
+          continue;
+        }
         await this.waitIdle();
         continue;
       }
@@ -326,11 +340,14 @@ export class Forwarder {
         if (read.batch.count > 0) prepared = { afterSeq: queuedUpToSeq, epoch, read };
       }
       if (inFlight.size === 0) {
-        // Nothing to send: the moment to delete what was acknowledged, a chunk at a time, each
-        // after a short pause that new readings (an append wakes it) or anything else due may
-        // take first: deleting is the least urgent work there is.
-        if (this.pendingAcks.length > 0) {
-          if (await this.pausedForIdleDelete()) this.flushAcks(ACK_CHUNK_READINGS);
+        // Nothing to send: the moment to record what was acknowledged and to remove delivered
+        // rows, a chunk at a time, each after a short pause that new readings (an append wakes
+        // it) or anything else due may take first: removing is the least urgent work there is.
+        if (this.pendingAcks.length > 0 || this.options.outbox.hasDeliveredRows()) {
+          if (await this.pausedForIdleDelete()) {
+            this.flushAcks();
+            this.purgeDelivered();
+          }
           continue;
         }
         await this.waitIdle();
@@ -348,7 +365,7 @@ export class Forwarder {
       const rest = await Promise.all(inFlight);
       inFlight.clear();
       // Before starting over from the oldest unsent reading, or the acknowledged ones would go again.
-      await this.flushAllAcks();
+      this.flushAcks();
       queuedUpToSeq = -1;
       dropPrepared();
       if (this.stopping && this.hardStop.signal.aborted) break;
@@ -360,7 +377,7 @@ export class Forwarder {
       });
     }
     if (inFlight.size > 0) await Promise.all(inFlight);
-    await this.flushAllAcks();
+    this.flushAcks();
   }
 
   /**
@@ -381,46 +398,45 @@ export class Forwarder {
     if (this.payloadPool.length < this.window + 2) this.payloadPool.push(buffer);
   }
 
-  /** A batch was acknowledged: its readings are deleted now (ackFlushMs 0) or soon. */
+  /** A batch was acknowledged: recorded in the outbox now (ackFlushMs 0) or soon. */
   private addAck(range: SeqRange): void {
     const flushMs = this.options.ackFlushMs ?? 1_000;
     if (this.pendingAcks.length === 0) this.pendingAcksSinceMs = this.clock.monotonicMs();
     this.pendingAcks.push(range);
-    if (flushMs <= 0) this.flushAcks(Number.POSITIVE_INFINITY);
-    else if (this.clock.monotonicMs() - this.pendingAcksSinceMs >= flushMs) this.flushAcks(ACK_CHUNK_READINGS);
+    if (flushMs <= 0 || this.clock.monotonicMs() - this.pendingAcksSinceMs >= flushMs) this.flushAcks();
   }
 
   /**
-   * Deletes acknowledged readings, oldest first, in one transaction of at most about `maxReadings`
-   * (a synchronous SQLite call: a bounded one keeps the event loop, and so the Modbus polls, going).
+   * Records every acknowledged batch as delivered, in one transaction: cheap whatever the number
+   * of readings (a mark moves, see Outbox.ackRanges).
    */
-  private flushAcks(maxReadings: number): void {
+  private flushAcks(): void {
     if (this.pendingAcks.length === 0) return;
-    const { taken, rest } = takeRanges(mergeRanges(this.pendingAcks), maxReadings);
-    // What is left stays due (its oldest PUBACK is as old as before): the next PUBACK deletes the
-    // next chunk, so a long drain deletes as fast as it sends.
-    this.pendingAcks = rest;
+    const taken = mergeRanges(this.pendingAcks);
+    this.pendingAcks = [];
     try {
       this.options.outbox.ackRanges(taken);
     } catch (error) {
-      // They were delivered: failing to delete them only means a resend, which the cloud dedups.
-      this.logger.warn({ err: String(error), ranges: taken.length }, "could not delete acknowledged readings");
+      // They were delivered: failing to record that only means a resend, which the cloud dedups.
+      this.logger.warn({ err: String(error), ranges: taken.length }, "could not record acknowledged readings");
     }
   }
 
-  /** Hands the acknowledged ranges not deleted yet to the outbox, which deletes them (onCapReached). */
+  /** Removes a chunk of delivered readings' rows (all of them when nothing unsent is stored). */
+  private purgeDelivered(): void {
+    try {
+      this.options.outbox.purgeDelivered(PURGE_CHUNK_READINGS);
+    } catch (error) {
+      // Delivered already: the rows only take room until the next try (or the disk cap removes them).
+      this.logger.warn({ err: String(error) }, "could not remove delivered readings");
+    }
+  }
+
+  /** Hands the acknowledged ranges not recorded yet to the outbox, which deletes them (onCapReached). */
   private takePendingAcks(): SeqRange[] {
     const taken = mergeRanges(this.pendingAcks);
     this.pendingAcks = [];
     return taken;
-  }
-
-  /** Deletes every acknowledged reading, a chunk at a time, letting the event loop run in between. */
-  private async flushAllAcks(): Promise<void> {
-    while (this.pendingAcks.length > 0) {
-      this.flushAcks(ACK_CHUNK_READINGS);
-      if (this.pendingAcks.length > 0) await yieldToEventLoop();
-    }
   }
 
   /**
@@ -530,30 +546,4 @@ export function mergeRanges(ranges: readonly SeqRange[]): SeqRange[] {
     else merged.push({ first: range.first, last: range.last });
   }
   return merged;
-}
-
-/**
- * Splits sorted ranges into the oldest ones spanning at most about `maxSeqs` seqs (at least one
- * seq) and the rest. A range may be cut in two: each part is still acknowledged readings only.
- */
-export function takeRanges(ranges: readonly SeqRange[], maxSeqs: number): { taken: SeqRange[]; rest: SeqRange[] } {
-  const taken: SeqRange[] = [];
-  let budget = Math.max(1, maxSeqs);
-  let i = 0;
-  for (; i < ranges.length && budget > 0; i++) {
-    const range = ranges[i] as SeqRange;
-    const span = range.last - range.first + 1;
-    if (span <= budget) {
-      taken.push(range);
-      budget -= span;
-      continue;
-    }
-    taken.push({ first: range.first, last: range.first + budget - 1 });
-    return { taken, rest: [{ first: range.first + budget, last: range.last }, ...ranges.slice(i + 1)] };
-  }
-  return { taken, rest: ranges.slice(i) };
-}
-
-function yieldToEventLoop(): Promise<void> {
-  return new Promise((resolve) => setImmediate(resolve));
 }

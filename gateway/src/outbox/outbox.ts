@@ -141,10 +141,22 @@ export interface Outbox {
   /** Deletes the readings with these seqs (unknown seqs are ignored). @returns how many were deleted. */
   ack(seqs: readonly number[]): number;
   /**
-   * Deletes every reading with a seq in one of the ranges (acknowledged batches, see
-   * RawOutboxBatch), in one transaction. @returns how many were deleted.
+   * The readings with a seq in one of the ranges (acknowledged batches, see RawOutboxBatch) are
+   * delivered, in one transaction that survives a crash: never unsent or sent again. A range
+   * that continues the delivered ones moves a mark (every seq up to it is delivered) and its
+   * rows stay until `purgeDelivered`, or go at once when nothing unsent is left (the table is
+   * cleared whole); a range acknowledged ahead of an older unsent reading is deleted at once.
+   * Costs a few primary-key seeks and one row written, however many readings the ranges hold.
    */
-  ackRanges(ranges: readonly SeqRange[]): number;
+  ackRanges(ranges: readonly SeqRange[]): void;
+  /** Whether delivered readings' rows are still stored (see ackRanges, purgeDelivered). */
+  hasDeliveredRows(): boolean;
+  /**
+   * Removes delivered readings' rows: all at once when nothing unsent is stored, else the oldest
+   * `maxReadings`. Work for an idle moment: it rewrites the pages those rows are on.
+   * @returns how many rows were removed.
+   */
+  purgeDelivered(maxReadings: number): number;
   /**
    * The disk-cap counters alone (see OutboxStats), without the queries `stats()` makes: cheap
    * enough to poll. They survive restarts.
@@ -157,10 +169,11 @@ export interface Outbox {
   /** Registers a listener called after each successful append; returns an unsubscribe function. */
   onAppend(listener: () => void): () => void;
   /**
-   * Registers where readings acknowledged but not deleted yet are found (the forwarder defers
-   * deletes: `forwarder.ackFlushMs`). When an append reaches the disk cap, those are deleted
-   * first, in the append's transaction, neither thinned nor dropped nor counted (they were
-   * delivered); thinning starts only if that did not make room. `takeAcknowledged` hands them
+   * Registers where readings acknowledged but not handed to `ackRanges` yet are found (the
+   * forwarder gathers acks: `forwarder.ackFlushMs`). When an append reaches the disk cap, the
+   * delivered readings' rows and those are deleted first, in the append's transaction, neither
+   * thinned nor dropped nor counted (they were delivered); thinning starts only if that did not
+   * make room. `takeAcknowledged` hands them
    * over (its owner forgets them: should the append roll back, they are sent again, which the
    * cloud dedups). Returns an unsubscribe function.
    */

@@ -22,12 +22,12 @@ export const NO_FRAME: BatchFrame = { prefix: "", suffix: "", placeholder: "{seq
 
 /**
  * Reads the outbox's next batch as bytes (Outbox.nextRawBatchAfter) on one SQLite connection:
- * the outbox's own, or the read-ahead worker's (readAheadWorker.ts). Reads only.
+ * the outbox's own. Reads only; `afterSeq` is never below the outbox's delivered mark.
  */
 export class RawBatchReader {
   private readonly nextAfter: Database.Statement<[number], { seq: number; bytes: number }>;
   private readonly seqAtOffset: Database.Statement<[number, number], number>;
-  private readonly anyUnsynced: Database.Statement<[], number>;
+  private readonly anyUnsynced: Database.Statement<[number], number>;
   private readonly rangeJoined: Database.Statement<
     [{ first: number; last: number; prefix: string; suffix: string }],
     Buffer | null
@@ -44,8 +44,13 @@ export class RawBatchReader {
     this.seqAtOffset = db
       .prepare<[number, number], number>("SELECT seq FROM outbox WHERE seq > ? ORDER BY seq LIMIT 1 OFFSET ?")
       .pluck(true);
-    // The partial index outbox_unsynced holds the unsynced readings only: its first entry, or none.
-    this.anyUnsynced = db.prepare<[], number>("SELECT 1 FROM outbox WHERE boot_id IS NOT NULL LIMIT 1").pluck(true);
+    // The partial index outbox_unsynced holds the unsynced readings only: its first entry after
+    // the batch's start, or none (INDEXED BY: never a scan of the backlog for the seq condition).
+    this.anyUnsynced = db
+      .prepare<[number], number>(
+        "SELECT 1 FROM outbox INDEXED BY outbox_unsynced WHERE boot_id IS NOT NULL AND seq > ? LIMIT 1",
+      )
+      .pluck(true);
     this.rangeJoined = db
       .prepare<[{ first: number; last: number; prefix: string; suffix: string }], Buffer | null>(
         `SELECT CAST(@prefix || '[' || group_concat(reading, ',') || ']' || @suffix AS BLOB)
@@ -95,7 +100,7 @@ export class RawBatchReader {
     // read joins them, without the per-reading bookkeeping below (a third less SQLite time).
     if (limit > 1) {
       const lastSeq = this.seqAtOffset.get(afterSeq, limit - 1);
-      if (lastSeq === next.seq + limit - 1 && this.anyUnsynced.get() === undefined) {
+      if (lastSeq === next.seq + limit - 1 && this.anyUnsynced.get(afterSeq) === undefined) {
         const prefix = framePrefix(frame, next.seq, lastSeq);
         const json = this.rangeJoined.get({ first: next.seq, last: lastSeq, prefix, suffix: frame.suffix });
         // The byte limit against what was actually joined (the stored sizes only guided the guess).

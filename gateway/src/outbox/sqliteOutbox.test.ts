@@ -1,6 +1,7 @@
 import path from "node:path";
 import type { Reading } from "@edgemeter/shared";
 import { tempDir } from "@edgemeter/shared/testing";
+import Database from "better-sqlite3";
 import { afterEach, describe, expect, it } from "vitest";
 import { outboxStatusFacts } from "../uplink/statusReport.js";
 import type { BatchFrame, NewReading } from "./outbox.js";
@@ -228,6 +229,116 @@ describe("SqliteOutbox (real SQLite file)", () => {
     });
   });
 
+  describe("delivered mark (ackRanges, purgeDelivered)", () => {
+    /** Rows in the file, delivered or not, read through a second connection as an operator would. */
+    function storedRows(file: string): number {
+      const db = new Database(file, { readonly: true });
+      try {
+        return db.prepare<[], number>("SELECT count(*) FROM outbox").pluck(true).get() ?? -1;
+      } finally {
+        db.close();
+      }
+    }
+
+    it("marks acknowledged ranges delivered without deleting them, across a reopen, and purges them oldest first", () => {
+      const { dir, remove } = tempDir("outbox");
+      cleanups.push(remove);
+      const { outbox, file } = open(dir);
+      const stored = outbox.append(Array.from({ length: 100 }, (_, i) => reading("m1", i)));
+      outbox.ackRanges([{ first: 0, last: 29 }]);
+      outbox.ackRanges([{ first: 30, last: 59 }]);
+      outbox.ackRanges([{ first: 0, last: 9 }]); // delivered already: changes nothing
+      expect(outbox.depth()).toBe(40);
+      expect(outbox.oldestTs()).toBe(stored[60]?.ts);
+      expect(outbox.hasDeliveredRows()).toBe(true);
+      expect(storedRows(file)).toBe(100); // the rows stay until purged
+      // Never sent again, whichever read asks: from the start, or after a seq below the mark.
+      expect(outbox.nextBatch({ maxReadings: 1, maxBytes: 1e6 }).readings[0]?.seq).toBe(60);
+      expect(outbox.nextBatchAfter(5, { maxReadings: 1, maxBytes: 1e6 }).readings[0]?.seq).toBe(60);
+      expect(outbox.nextRawBatchAfter(-1, { maxReadings: 1, maxBytes: 1e6 }).firstSeq).toBe(60);
+      outbox.close();
+
+      // A restart (or a power cut after the commit) keeps the mark: nothing delivered goes again.
+      const reopened = open(dir).outbox;
+      expect(reopened.depth()).toBe(40);
+      expect(reopened.hasDeliveredRows()).toBe(true);
+      expect(reopened.nextRawBatchAfter(-1, { maxReadings: 1, maxBytes: 1e6 }).firstSeq).toBe(60);
+      // Unsent readings are left: a chunk of the oldest rows at a time.
+      expect(reopened.purgeDelivered(25)).toBe(25);
+      expect(storedRows(file)).toBe(75);
+      expect(reopened.purgeDelivered(1_000)).toBe(35);
+      expect(reopened.hasDeliveredRows()).toBe(false);
+      expect(reopened.purgeDelivered(1_000)).toBe(0);
+      expect(storedRows(file)).toBe(40);
+      expect(reopened.depth()).toBe(40);
+    });
+
+    it("clears the table whole once everything stored is delivered, freeing its pages", () => {
+      const { outbox, file } = open();
+      outbox.append(Array.from({ length: 2_000 }, (_, i) => reading("m1", i)));
+      const usedBefore = outbox.usedBytes();
+      outbox.ackRanges([{ first: 0, last: 999 }]);
+      expect(storedRows(file)).toBe(2_000);
+      expect(outbox.depth()).toBe(1_000);
+      outbox.ackRanges([{ first: 1_000, last: 1_999 }]);
+      expect(storedRows(file)).toBe(0);
+      expect(outbox.hasDeliveredRows()).toBe(false);
+      expect(outbox.usedBytes()).toBeLessThan(usedBefore / 10);
+      // Seqs go on from the counter, not from the (now empty) table.
+      expect(outbox.append([reading("m1", 5_000)])[0]?.seq).toBe(2_000);
+      expect(outbox.depth()).toBe(1);
+    });
+
+    it("deletes a range acknowledged ahead of an older unsent reading at once, then moves the mark past both", () => {
+      const { outbox, file } = open();
+      outbox.append(Array.from({ length: 40 }, (_, i) => reading("m1", i)));
+      // A window after a failure: the second batch acknowledged while the first is still unsent.
+      outbox.ackRanges([{ first: 10, last: 19 }]);
+      expect(storedRows(file)).toBe(30);
+      expect(outbox.hasDeliveredRows()).toBe(false);
+      expect(outbox.nextBatch({ maxReadings: 100, maxBytes: 1e6 }).readings.map((r) => r.seq)).toEqual([
+        ...Array.from({ length: 10 }, (_, i) => i),
+        ...Array.from({ length: 20 }, (_, i) => 20 + i),
+      ]);
+      // The first batch, then the one after the hole: each continues the delivered ones.
+      outbox.ackRanges([{ first: 0, last: 9 }]);
+      outbox.ackRanges([{ first: 20, last: 29 }]);
+      expect(outbox.depth()).toBe(10);
+      expect(storedRows(file)).toBe(30);
+      expect(outbox.nextBatch({ maxReadings: 100, maxBytes: 1e6 }).readings[0]?.seq).toBe(30);
+    });
+
+    it("at the cap, removes delivered rows first, uncounted", () => {
+      const temp = tempDir("outbox-cap");
+      cleanups.push(temp.remove);
+      const file = path.join(temp.dir, "outbox.sqlite");
+      const capBytes = 256 * 1_024;
+      const outbox = new SqliteOutbox({ file, capBytes });
+      cleanups.unshift(() => outbox.close());
+      const row = (i: number) => ({
+        ...reading("m1", 0),
+        ts: new Date(Date.UTC(2026, 0, 1) + i * 1_000).toISOString(),
+      });
+      let next = 0;
+      const appendRound = () => outbox.append(Array.from({ length: 20 }, () => row(next++)));
+      // Fill to ~80 % of the cap, deliver all but the newest 20, keep appending past the cap.
+      while (outbox.usedBytes() < capBytes * 0.8) appendRound();
+      outbox.ackRanges([{ first: 0, last: next - 21 }]);
+      expect(outbox.hasDeliveredRows()).toBe(true);
+      const unsentBefore = outbox.depth();
+      expect(unsentBefore).toBe(20);
+      let appended = 0;
+      while (outbox.hasDeliveredRows()) {
+        appendRound();
+        appended += 20;
+        expect(appended, "the cap was never reached").toBeLessThan(10_000);
+      }
+      expect(outbox.stats()).toMatchObject({ thinnedReadings: 0, droppedReadings: 0, depth: unsentBefore + appended });
+      expect(storedRows(file)).toBe(unsentBefore + appended);
+      expect(outbox.usedBytes()).toBeLessThanOrEqual(capBytes);
+    });
+  });
+
   describe("raw batches (the forwarder's drain path)", () => {
     const frame: BatchFrame = { prefix: '{"batchId":"s{seqs}","readings":', suffix: "}", placeholder: "{seqs}" };
     /** All raw batches after -1, as the forwarder takes them one after the other. */
@@ -271,7 +382,7 @@ describe("SqliteOutbox (real SQLite file)", () => {
       const { outbox } = open();
       const stored = outbox.append(Array.from({ length: 60 }, (_, i) => reading("m1", i)));
       // Holes: a range acknowledged out of order, and single readings gone.
-      expect(outbox.ackRanges([{ first: 10, last: 19 }])).toBe(10);
+      outbox.ackRanges([{ first: 10, last: 19 }]);
       expect(outbox.ack([25, 31, 32])).toBe(3);
       const left = stored.filter((r) => !(r.seq >= 10 && r.seq <= 19) && ![25, 31, 32].includes(r.seq));
       const batches = drain(outbox, 2_500);
@@ -280,7 +391,8 @@ describe("SqliteOutbox (real SQLite file)", () => {
       for (const b of batches) {
         expect(left.filter((r) => r.seq >= b.first && r.seq <= b.last)).toHaveLength(b.count);
       }
-      expect(outbox.ackRanges(batches.map((b) => ({ first: b.first, last: b.last })))).toBe(left.length);
+      expect(outbox.depth()).toBe(left.length);
+      outbox.ackRanges(batches.map((b) => ({ first: b.first, last: b.last })));
       expect(outbox.depth()).toBe(0);
     });
 

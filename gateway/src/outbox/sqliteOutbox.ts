@@ -57,6 +57,10 @@ const MIGRATIONS: readonly string[] = [
   // Drain speed (issue 4): boot_id IS NOT NULL now marks every unsynced reading ('' when it came
   // without a monotonic stamp), so a batch knows from a column whether it holds one.
   `UPDATE outbox SET boot_id = '' WHERE boot_id IS NULL AND instr(reading, '"clock":"unsynced"') > 0;`,
+  // Drain speed and SD-card wear (issue 4): every seq <= delivered_through was acknowledged by
+  // the broker. Such readings are no longer unsent; their rows are removed later (purgeDelivered),
+  // when nothing is waiting to be sent, mostly by clearing the whole table (see ackRanges).
+  `ALTER TABLE outbox_counter ADD COLUMN delivered_through INTEGER NOT NULL DEFAULT -1;`,
 ];
 
 export interface SqliteOutboxOptions {
@@ -78,10 +82,10 @@ export class SqliteOutbox implements Outbox {
     nextSeq: Database.Statement<[], { next_seq: number }>;
     setNextSeq: Database.Statement<[number]>;
     insert: Database.Statement<[number, string, string, string, number, number, number, string | null, number | null]>;
-    oldest: Database.Statement<[number], { seq: number; reading: string; bytes: number }>;
     remove: Database.Statement<[number]>;
-    depth: Database.Statement<[], { n: number }>;
-    oldestTs: Database.Statement<[], { ts: string }>;
+    depth: Database.Statement<[], number>;
+    depthAbove: Database.Statement<[number], number>;
+    oldestTs: Database.Statement<[number], { ts: string }>;
     after: Database.Statement<[number, number], { seq: number; reading: string; bytes: number }>;
     insertEvent: Database.Statement<[string, string, string]>;
     nextEvents: Database.Statement<[number], { row_id: number; event: string }>;
@@ -91,17 +95,24 @@ export class SqliteOutbox implements Outbox {
     pendingEvents: Database.Statement<[], { n: number }>;
     counters: Database.Statement<[], { thinned: number; dropped: number }>;
     addCounters: Database.Statement<[number, number]>;
-    seqAtOffset: Database.Statement<[number], { seq: number }>;
+    seqAtOffset: Database.Statement<[number, number], { seq: number }>;
     thin: Database.Statement<[{ first: number; last: number }]>;
-    dropOldest: Database.Statement<[number]>;
-    unsynced: Database.Statement<[string], { seq: number; reading: string; mono_ms: number }>;
+    dropOldest: Database.Statement<[number, number]>;
+    unsynced: Database.Statement<[string, number], { seq: number; reading: string; mono_ms: number }>;
+    deliveredThrough: Database.Statement<[], number>;
+    setDeliveredThrough: Database.Statement<[number]>;
+    firstUnsent: Database.Statement<[number], number>;
+    anyThrough: Database.Statement<[number], number>;
+    clearAll: Database.Statement<[]>;
+    deleteThrough: Database.Statement<[number]>;
+    nthSeq: Database.Statement<[number], number>;
     restamp: Database.Statement<[string, string, number, number, number]>;
   };
   private readonly capBytes: number | null;
   private readonly pageSize: number;
   private readonly appendTx: (readings: readonly NewReading[], unsynced: UnsyncedStamp | undefined) => Reading[];
   private readonly ackTx: (seqs: readonly number[]) => number;
-  private readonly ackRangesTx: (ranges: readonly SeqRange[]) => number;
+  private readonly ackRangesTx: (ranges: readonly SeqRange[]) => { through: number; stored: boolean };
   private readonly rawBatches: RawBatchReader;
   /**
    * Unsent fault events, kept in memory so the forwarder's "events first?" question before
@@ -112,6 +123,14 @@ export class SqliteOutbox implements Outbox {
   private capCounts: { thinned: number; dropped: number } | undefined;
   private closed = false;
   private readonly deleteRange: Database.Statement<[number, number]>;
+  /**
+   * Every seq up to this one was acknowledged (the outbox_counter column, as committed; -1: none).
+   * Readings at or below it are delivered: not unsent, not sent again, and removed by
+   * purgeDelivered. Exact in memory: this connection is the only writer.
+   */
+  private deliveredThrough: number;
+  /** Whether rows at or below deliveredThrough are still stored (purgeDelivered removes them). */
+  private deliveredStored: boolean;
   /** onCapReached: where readings acknowledged but not deleted yet are found. */
   private readonly acknowledgedSources = new Set<() => readonly SeqRange[]>();
 
@@ -148,10 +167,12 @@ export class SqliteOutbox implements Outbox {
       insert: this.db.prepare(
         "INSERT INTO outbox (seq, meter_id, ts, reading, bytes, bucket15, energy, boot_id, mono_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
       ),
-      oldest: this.db.prepare("SELECT seq, reading, bytes FROM outbox ORDER BY seq LIMIT ?"),
       remove: this.db.prepare("DELETE FROM outbox WHERE seq = ?"),
-      depth: this.db.prepare("SELECT count(*) AS n FROM outbox"),
-      oldestTs: this.db.prepare("SELECT ts FROM outbox ORDER BY seq LIMIT 1"),
+      // Without WHERE, SQLite counts the rows of each page without stepping through them: the
+      // count when no delivered row is stored, as is usual (status, cap: on a large backlog).
+      depth: this.db.prepare<[], number>("SELECT count(*) FROM outbox").pluck(true),
+      depthAbove: this.db.prepare<[number], number>("SELECT count(*) FROM outbox WHERE seq > ?").pluck(true),
+      oldestTs: this.db.prepare("SELECT ts FROM outbox WHERE seq > ? ORDER BY seq LIMIT 1"),
       after: this.db.prepare("SELECT seq, reading, bytes FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?"),
       insertEvent: this.db.prepare("INSERT OR IGNORE INTO events (event_id, state, event) VALUES (?, ?, ?)"),
       nextEvents: this.db.prepare("SELECT row_id, event FROM events WHERE sent = 0 ORDER BY row_id LIMIT ?"),
@@ -163,7 +184,7 @@ export class SqliteOutbox implements Outbox {
       pendingEvents: this.db.prepare("SELECT count(*) AS n FROM events WHERE sent = 0"),
       counters: this.db.prepare("SELECT thinned, dropped FROM outbox_stats WHERE id = 1"),
       addCounters: this.db.prepare("UPDATE outbox_stats SET thinned = thinned + ?, dropped = dropped + ? WHERE id = 1"),
-      seqAtOffset: this.db.prepare("SELECT seq FROM outbox ORDER BY seq LIMIT 1 OFFSET ?"),
+      seqAtOffset: this.db.prepare("SELECT seq FROM outbox WHERE seq > ? ORDER BY seq LIMIT 1 OFFSET ?"),
       // Within [first, last] and per (meter, 15-minute bucket), keep the first reading that carries an
       // energy register (or the first at all if none does) and delete the rest. A second pass over
       // the same range deletes nothing: that is how the caller knows thinning is exhausted.
@@ -172,12 +193,27 @@ export class SqliteOutbox implements Outbox {
            SELECT coalesce(min(CASE WHEN energy = 1 THEN seq END), min(seq))
            FROM outbox WHERE seq >= @first AND seq <= @last GROUP BY meter_id, bucket15)`,
       ),
-      dropOldest: this.db.prepare("DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox ORDER BY seq LIMIT ?)"),
-      unsynced: this.db.prepare("SELECT seq, reading, mono_ms FROM outbox WHERE boot_id = ?"),
+      dropOldest: this.db.prepare(
+        "DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?)",
+      ),
+      unsynced: this.db.prepare("SELECT seq, reading, mono_ms FROM outbox WHERE boot_id = ? AND seq > ?"),
       restamp: this.db.prepare(
         "UPDATE outbox SET ts = ?, reading = ?, bytes = ?, bucket15 = ?, boot_id = NULL, mono_ms = NULL WHERE seq = ?",
       ),
+      deliveredThrough: this.db.prepare<[], number>("SELECT delivered_through FROM outbox_counter").pluck(true),
+      setDeliveredThrough: this.db.prepare("UPDATE outbox_counter SET delivered_through = ? WHERE id = 1"),
+      firstUnsent: this.db
+        .prepare<[number], number>("SELECT seq FROM outbox WHERE seq > ? ORDER BY seq LIMIT 1")
+        .pluck(true),
+      anyThrough: this.db.prepare<[number], number>("SELECT 1 FROM outbox WHERE seq <= ? LIMIT 1").pluck(true),
+      // No WHERE: SQLite's truncate optimisation frees the table's pages whole, without deleting
+      // row by row (https://sqlite.org/lang_delete.html#the_truncate_optimization).
+      clearAll: this.db.prepare("DELETE FROM outbox"),
+      deleteThrough: this.db.prepare("DELETE FROM outbox WHERE seq <= ?"),
+      nthSeq: this.db.prepare<[number], number>("SELECT seq FROM outbox ORDER BY seq LIMIT 1 OFFSET ?").pluck(true),
     };
+    this.deliveredThrough = this.statements.deliveredThrough.get() ?? -1;
+    this.deliveredStored = this.anyDeliveredStored();
     this.rawBatches = new RawBatchReader(this.db);
     this.capBytes = options.capBytes ?? null;
     this.unsentEvents = this.statements.pendingEvents.get()?.n ?? 0;
@@ -230,9 +266,31 @@ export class SqliteOutbox implements Outbox {
       return deleted;
     });
     this.ackRangesTx = this.db.transaction((ranges: readonly SeqRange[]) => {
-      let deleted = 0;
-      for (const range of ranges) deleted += removeRange.run(range.first, range.last).changes;
-      return deleted;
+      let through = this.deliveredThrough;
+      for (const range of [...ranges].sort((a, b) => a.first - b.first)) {
+        if (range.last <= through) continue; // delivered already
+        const first = Math.max(range.first, through + 1);
+        const firstUnsent = this.statements.firstUnsent.get(through);
+        // Nothing unsent between the mark and this range: the mark moves past it. Nothing is
+        // written but the counter's row (one page), where deleting rewrites every page the rows
+        // are on. Otherwise the range was acknowledged ahead of an older batch (a window after a
+        // failure): deleted at once.
+        if (firstUnsent === undefined || firstUnsent >= first) through = range.last;
+        else removeRange.run(first, range.last);
+      }
+      let stored = this.deliveredStored;
+      if (through !== this.deliveredThrough) {
+        this.statements.setDeliveredThrough.run(through);
+        stored = true;
+        // Everything stored was delivered (the end of a drain, a poll round sent): clear the table
+        // whole, in the same transaction. Cheaper by far than deleting row by row (39 ms against
+        // 450 ms for 200,000 readings, measured), and it frees the pages instead of rewriting them.
+        if (this.statements.firstUnsent.get(through) === undefined) {
+          this.statements.clearAll.run();
+          stored = false;
+        }
+      }
+      return { through, stored };
     });
   }
 
@@ -249,6 +307,7 @@ export class SqliteOutbox implements Outbox {
       stored = this.appendTx(readings, unsynced);
     } catch (error) {
       this.capCounts = undefined; // a rolled-back cap enforcement: read them again
+      this.deliveredStored = this.anyDeliveredStored(); // and it may have removed delivered rows
       // SQLITE_FULL: the disk (SD card) is full. The durability issue adds thinning before this can happen.
       const full = (error as { code?: unknown }).code === "SQLITE_FULL";
       throw new EdgemeterError(
@@ -262,23 +321,15 @@ export class SqliteOutbox implements Outbox {
   }
 
   nextBatch(limits: BatchLimits): OutboxBatch {
-    this.assertOpen();
-    const readings: Reading[] = [];
-    let bytes = 2; // "[" and "]"
-    for (const row of this.statements.oldest.iterate(Math.max(1, limits.maxReadings))) {
-      const added = row.bytes + (readings.length > 0 ? 1 : 0); // the comma
-      if (readings.length > 0 && bytes + added > limits.maxBytes) break;
-      readings.push(JSON.parse(row.reading) as Reading);
-      bytes += added;
-    }
-    return { readings, bytes: readings.length === 0 ? 0 : bytes };
+    return this.nextBatchAfter(-1, limits);
   }
 
   nextBatchAfter(afterSeq: number, limits: BatchLimits, hold?: (reading: Reading) => boolean): OutboxBatch {
     this.assertOpen();
     const readings: Reading[] = [];
-    let bytes = 2;
-    for (const row of this.statements.after.iterate(afterSeq, Math.max(1, limits.maxReadings))) {
+    let bytes = 2; // "[" and "]"
+    const after = Math.max(afterSeq, this.deliveredThrough);
+    for (const row of this.statements.after.iterate(after, Math.max(1, limits.maxReadings))) {
       const added = row.bytes + (readings.length > 0 ? 1 : 0);
       if (readings.length > 0 && bytes + added > limits.maxBytes) break;
       const reading = JSON.parse(row.reading) as Reading;
@@ -296,14 +347,14 @@ export class SqliteOutbox implements Outbox {
     frame: BatchFrame = NO_FRAME,
   ): RawOutboxBatch {
     this.assertOpen();
-    return this.rawBatches.read(afterSeq, limits, hold, frame);
+    return this.rawBatches.read(Math.max(afterSeq, this.deliveredThrough), limits, hold, frame);
   }
 
   restamp(bootId: string, wallMinusMonotonicMs: number): number {
     this.assertOpen();
     return this.db.transaction(() => {
       let count = 0;
-      for (const row of this.statements.unsynced.all(bootId)) {
+      for (const row of this.statements.unsynced.all(bootId, this.deliveredThrough)) {
         const reading = JSON.parse(row.reading) as Reading;
         reading.ts = new Date(Math.round(row.mono_ms + wallMinusMonotonicMs)).toISOString();
         reading.clock = "synced";
@@ -391,25 +442,28 @@ export class SqliteOutbox implements Outbox {
   private enforceCap(capBytes: number): void {
     const target = capBytes * 0.9;
     this.db.transaction(() => {
-      // Delivered readings whose delete the forwarder deferred go first, uncounted (onCapReached).
-      let delivered = 0;
+      // Delivered readings go first, uncounted: those below the mark, then those acknowledged
+      // whose ack the forwarder has not handed over yet (onCapReached).
+      let delivered = this.deliveredStored ? this.statements.deleteThrough.run(this.deliveredThrough).changes : 0;
+      this.deliveredStored = false; // looked up again should the append roll back (append)
       for (const take of this.acknowledgedSources) {
         for (const range of take()) delivered += this.deleteRange.run(range.first, range.last).changes;
       }
       if (delivered > 0 && this.usedBytes() <= target) return;
       let thinned = 0;
       let dropped = 0;
+      const through = this.deliveredThrough;
       const depth = this.depth();
-      const first = this.statements.seqAtOffset.get(0)?.seq;
+      const first = this.statements.seqAtOffset.get(through, 0)?.seq;
       if (first === undefined) return;
       for (const share of [0.25, 0.5, 1]) {
         if (this.usedBytes() <= target) break;
-        const last = this.statements.seqAtOffset.get(Math.max(0, Math.ceil(depth * share) - 1))?.seq;
+        const last = this.statements.seqAtOffset.get(through, Math.max(0, Math.ceil(depth * share) - 1))?.seq;
         if (last === undefined) break;
         thinned += this.statements.thin.run({ first, last }).changes;
       }
       while (this.usedBytes() > target) {
-        const changes = this.statements.dropOldest.run(Math.max(1, Math.ceil(this.depth() * 0.05))).changes;
+        const changes = this.statements.dropOldest.run(through, Math.max(1, Math.ceil(this.depth() * 0.05))).changes;
         if (changes === 0) break;
         dropped += changes;
       }
@@ -423,23 +477,49 @@ export class SqliteOutbox implements Outbox {
   ack(seqs: readonly number[]): number {
     this.assertOpen();
     if (seqs.length === 0) return 0;
-    return this.ackTx(seqs);
+    const deleted = this.ackTx(seqs);
+    if (seqs.some((seq) => seq <= this.deliveredThrough)) this.deliveredStored = this.anyDeliveredStored();
+    return deleted;
   }
 
-  ackRanges(ranges: readonly SeqRange[]): number {
+  ackRanges(ranges: readonly SeqRange[]): void {
     this.assertOpen();
-    if (ranges.length === 0) return 0;
-    return this.ackRangesTx(ranges);
+    if (ranges.length === 0) return;
+    const { through, stored } = this.ackRangesTx(ranges);
+    // Only once committed: a transaction that threw changed nothing.
+    this.deliveredThrough = through;
+    this.deliveredStored = stored;
+  }
+
+  hasDeliveredRows(): boolean {
+    return this.deliveredStored;
+  }
+
+  purgeDelivered(maxReadings: number): number {
+    this.assertOpen();
+    if (!this.deliveredStored) return 0;
+    const through = this.deliveredThrough;
+    const removed = this.db.transaction(() => {
+      // Nothing unsent: clear the table whole (see ackRanges); else the oldest rows, a chunk.
+      if (this.statements.firstUnsent.get(through) === undefined) return this.statements.clearAll.run().changes;
+      const chunkEnd = this.statements.nthSeq.get(Math.max(1, maxReadings) - 1) ?? through;
+      return this.statements.deleteThrough.run(Math.min(chunkEnd, through)).changes;
+    })();
+    this.deliveredStored = this.anyDeliveredStored();
+    return removed;
   }
 
   depth(): number {
     this.assertOpen();
-    return this.statements.depth.get()?.n ?? 0;
+    const depth = this.deliveredStored
+      ? this.statements.depthAbove.get(this.deliveredThrough)
+      : this.statements.depth.get();
+    return depth ?? 0;
   }
 
   oldestTs(): string | null {
     this.assertOpen();
-    return this.statements.oldestTs.get()?.ts ?? null;
+    return this.statements.oldestTs.get(this.deliveredThrough)?.ts ?? null;
   }
 
   onAppend(listener: () => void): () => void {
@@ -458,6 +538,11 @@ export class SqliteOutbox implements Outbox {
     this.listeners.clear();
     this.acknowledgedSources.clear();
     this.db.close();
+  }
+
+  /** Whether a row at or below the delivered mark is stored (one primary-key seek). */
+  private anyDeliveredStored(): boolean {
+    return this.deliveredThrough >= 0 && this.statements.anyThrough.get(this.deliveredThrough) !== undefined;
   }
 
   private migrate(): void {
