@@ -12,8 +12,10 @@
  * - `--v8-pool-size=1`: one V8 helper thread (background compilation, concurrent marking)
  *   instead of one per core: a heap this small gains nothing from parallel GC, and each helper
  *   thread's malloc arena stays resident (~8 MB less RSS measured).
+ * - `--expose-gc`: defines `gc()`, which the running gateway calls every 10 s
+ *   (periodicGc.ts: ~4 MB less peak RSS measured, about 0.15 % of a core).
  */
-export const GATEWAY_NODE_OPTIONS = "--max-old-space-size=96 --max-semi-space-size=1 --v8-pool-size=1";
+export const GATEWAY_NODE_OPTIONS = "--max-old-space-size=96 --max-semi-space-size=1 --v8-pool-size=1 --expose-gc";
 
 /*
  * No glibc malloc settings in the unit's environment, measured (`npm run bench -- uplink`):
