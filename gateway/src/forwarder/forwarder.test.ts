@@ -340,6 +340,56 @@ describe("Forwarder with a real SQLite outbox and a real broker", () => {
     expect(forwarder.stats().publishedBatches).toBe(0);
   });
 
+  it("removes delivered readings' rows while offline, and retries a failing removal after a pause, not in a loop", async () => {
+    const { dir, remove } = tempDir("forwarder");
+    cleanups.push(remove);
+    let purgeCalls = 0;
+    let failPurge = true;
+    class FlakyOutbox extends SqliteOutbox {
+      override purgeDelivered(maxReadings: number): number {
+        purgeCalls++;
+        if (failPurge) throw new Error("disk I/O error");
+        return super.purgeDelivered(maxReadings);
+      }
+    }
+    const outbox = new FlakyOutbox({ file: path.join(dir, "outbox.sqlite") });
+    cleanups.push(() => outbox.close());
+    outbox.append(readings(10));
+    // Five delivered before a restart, five still unsent: the rows cannot be cleared whole.
+    outbox.ackRanges([{ first: 0, last: 4 }]);
+    expect(outbox.hasDeliveredRows()).toBe(true);
+    let nowMs = 0;
+    const clock = {
+      nowMs: () => Date.now(),
+      isSynced: () => true,
+      monotonicMs: () => nowMs,
+      sleep: (ms: number, signal?: AbortSignal) =>
+        new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, Math.min(ms, 20));
+          signal?.addEventListener("abort", () => {
+            clearTimeout(timer);
+            resolve();
+          });
+        }),
+    };
+    // Never connected: the forwarder is idle, the time to remove delivered rows.
+    const uplink = uplinkFor("gw-purge", `mqtt://127.0.0.1:${await freePort()}`);
+    cleanups.push(() => uplink.close(100));
+    startForwarder({ gatewayId: "gw-purge", outbox, uplink, maxBatchReadings: 10, maxBatchBytes: 100_000, clock });
+    await waitFor(() => (purgeCalls >= 1 ? true : undefined), "a first removal");
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(purgeCalls).toBe(1); // not every 20 ms
+    // A minute later (the forwarder's clock) it tries again, and now succeeds.
+    failPurge = false;
+    nowMs += 60_000;
+    await waitFor(() => (outbox.hasDeliveredRows() ? undefined : true), "delivered rows removed");
+    expect(purgeCalls).toBe(2);
+    expect(outbox.depth()).toBe(5);
+    expect(outbox.nextBatch({ maxReadings: 10, maxBytes: 100_000 }).readings.map((r) => r.seq)).toEqual([
+      5, 6, 7, 8, 9,
+    ]);
+  });
+
   it.runIf(haveMosquittoBinary)("buffers while the broker is down and delivers everything once it is up", async () => {
     const gatewayId = "gw-late";
     const port = await freePort();

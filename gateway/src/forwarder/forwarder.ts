@@ -24,6 +24,8 @@ const PURGE_CHUNK_READINGS = 10_000;
 const POOLED_PAYLOAD_MIN_BYTES = 16 * 1024;
 /** The pause before each chunk of deletes when idle (see the forwarder loop). */
 const ACK_IDLE_DELAY_MS = 20;
+/** After removing delivered rows failed (a disk error), the next try waits this long: no log flood. */
+const PURGE_RETRY_MS = 60_000;
 
 /**
  * A batch read for sending: its payload is `pooled` (a pool buffer) or the buffer SQLite made.
@@ -134,6 +136,8 @@ export class Forwarder {
   private pendingAcks: SeqRange[] = [];
   /** clock.monotonicMs() of the oldest PUBACK in pendingAcks. */
   private pendingAcksSinceMs = 0;
+  /** clock.monotonicMs() before which delivered rows are not removed (after a failure). */
+  private purgeRetryAtMs = 0;
 
   constructor(private readonly options: ForwarderOptions) {
     this.logger = options.logger;
@@ -272,7 +276,7 @@ export class Forwarder {
       if (this.options.uplink.state !== "connected" && inFlight.size === 0) {
         this.flushAcks();
         // Offline is idle: the time to remove delivered rows (a chunk per pause, see below).
-        if (this.options.outbox.hasDeliveredRows()) {
+        if (this.purgeDue()) {
           if (await this.pausedForIdleDelete()) this.purgeDelivered();
           continue;
         }
@@ -343,7 +347,7 @@ export class Forwarder {
         // Nothing to send: the moment to record what was acknowledged and to remove delivered
         // rows, a chunk at a time, each after a short pause that new readings (an append wakes
         // it) or anything else due may take first: removing is the least urgent work there is.
-        if (this.pendingAcks.length > 0 || this.options.outbox.hasDeliveredRows()) {
+        if (this.pendingAcks.length > 0 || this.purgeDue()) {
           if (await this.pausedForIdleDelete()) {
             this.flushAcks();
             this.purgeDelivered();
@@ -422,13 +426,22 @@ export class Forwarder {
     }
   }
 
+  /** Whether delivered readings' rows are waiting to be removed, and no failure holds that back. */
+  private purgeDue(): boolean {
+    return this.options.outbox.hasDeliveredRows() && this.clock.monotonicMs() >= this.purgeRetryAtMs;
+  }
+
   /** Removes a chunk of delivered readings' rows (all of them when nothing unsent is stored). */
   private purgeDelivered(): void {
     try {
       this.options.outbox.purgeDelivered(PURGE_CHUNK_READINGS);
     } catch (error) {
       // Delivered already: the rows only take room until the next try (or the disk cap removes them).
-      this.logger.warn({ err: String(error) }, "could not remove delivered readings");
+      this.purgeRetryAtMs = this.clock.monotonicMs() + PURGE_RETRY_MS;
+      this.logger.warn(
+        { err: String(error), retryInMs: PURGE_RETRY_MS },
+        "could not remove delivered readings; they are not sent again",
+      );
     }
   }
 
