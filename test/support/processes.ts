@@ -130,6 +130,17 @@ export function runNode(script: string, args: readonly string[], env: Record<str
   return { code: result.status, stdout: result.stdout, stderr: result.stderr };
 }
 
+/** Other things tests started (a Mosquitto broker of startCloudStack) that stopAllProcesses stops too. */
+const alsoStopped = new Set<() => Promise<void>>();
+
+/** Registers `stop` to run at the next stopAllProcesses(), after the Node.js processes stopped. */
+export function stopWithAllProcesses(stop: () => Promise<void>): void {
+  alsoStopped.add(stop);
+}
+
 export async function stopAllProcesses(): Promise<void> {
   await Promise.all([...running].map((p) => p.stop("SIGKILL")));
+  const stops = [...alsoStopped];
+  alsoStopped.clear();
+  await Promise.all(stops.map((stop) => stop()));
 }

@@ -7,7 +7,7 @@ import path from "node:path";
 import { freePort } from "@edgemeter/shared/testing";
 import { startMosquitto } from "./mosquitto.js";
 import type { TestPki } from "./pki.js";
-import { BIN, type RunningProcess, runNode, startNode } from "./processes.js";
+import { BIN, type RunningProcess, runNode, startNode, stopWithAllProcesses } from "./processes.js";
 
 export interface TlsFiles {
   caFile: string;
@@ -143,6 +143,8 @@ export async function startCloudStack(options: { dir: string; pki: TestPki; brok
   } else {
     const mosquitto = await startMosquitto({ dir, pki, cloudClientName: "cloud-ingest" });
     stopBroker = () => mosquitto.stop();
+    // Tests that end with stopAllProcesses() (and never call stop()) must not leave it running.
+    stopWithAllProcesses(stopBroker);
     brokerUrl = mosquitto.url.replace("127.0.0.1", "localhost");
     protocolVersion = 5;
   }
