@@ -8,6 +8,7 @@ import { silentLogger } from "../logging/logger.js";
 import type { NewReading } from "../outbox/outbox.js";
 import { SqliteOutbox } from "../outbox/sqliteOutbox.js";
 import { mosquittoBinary, startMosquitto } from "../testing/mosquitto.js";
+import { FakeClock } from "../time/fakeClock.js";
 import { MqttUplink } from "../uplink/mqttUplink.js";
 import type { PublishOptions, Uplink } from "../uplink/uplink.js";
 import { Forwarder, type ForwarderOptions, mergeRanges, telemetryFrame } from "./forwarder.js";
@@ -358,30 +359,18 @@ describe("Forwarder with a real SQLite outbox and a real broker", () => {
     // Five delivered before a restart, five still unsent: the rows cannot be cleared whole.
     outbox.ackRanges([{ first: 0, last: 4 }]);
     expect(outbox.hasDeliveredRows()).toBe(true);
-    let nowMs = 0;
-    const clock = {
-      nowMs: () => Date.now(),
-      isSynced: () => true,
-      monotonicMs: () => nowMs,
-      sleep: (ms: number, signal?: AbortSignal) =>
-        new Promise<void>((resolve) => {
-          const timer = setTimeout(resolve, Math.min(ms, 20));
-          signal?.addEventListener("abort", () => {
-            clearTimeout(timer);
-            resolve();
-          });
-        }),
-    };
+    const clock = new FakeClock();
     // Never connected: the forwarder is idle, the time to remove delivered rows.
     const uplink = uplinkFor("gw-purge", `mqtt://127.0.0.1:${await freePort()}`);
     cleanups.push(() => uplink.close(100));
     startForwarder({ gatewayId: "gw-purge", outbox, uplink, maxBatchReadings: 10, maxBatchBytes: 100_000, clock });
-    await waitFor(() => (purgeCalls >= 1 ? true : undefined), "a first removal");
-    await new Promise((resolve) => setTimeout(resolve, 300));
-    expect(purgeCalls).toBe(1); // not every 20 ms
-    // A minute later (the forwarder's clock) it tries again, and now succeeds.
+    await waitFor(() => (clock.pendingSleeps > 0 ? true : undefined), "the forwarder waiting");
+    // A second of the forwarder's time: fifty 20 ms idle pauses, were it to retry after each.
+    await clock.advance(1_000);
+    expect(purgeCalls).toBe(1);
+    // A minute later it tries again, and now succeeds.
     failPurge = false;
-    nowMs += 60_000;
+    await clock.advance(60_000);
     await waitFor(() => (outbox.hasDeliveredRows() ? undefined : true), "delivered rows removed");
     expect(purgeCalls).toBe(2);
     expect(outbox.depth()).toBe(5);

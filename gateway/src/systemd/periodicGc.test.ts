@@ -1,5 +1,5 @@
 import { Writable } from "node:stream";
-import { afterEach, describe, expect, it } from "vitest";
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { createLogger } from "../logging/logger.js";
 import { startPeriodicGc } from "./periodicGc.js";
 
@@ -14,31 +14,31 @@ function capturingLogger() {
   return { logger: createLogger("debug", sink), lines };
 }
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
 describe("startPeriodicGc", () => {
-  const stops: Array<() => void> = [];
+  beforeEach(() => {
+    vi.useFakeTimers();
+  });
   afterEach(() => {
-    for (const stop of stops.splice(0)) stop();
+    vi.useRealTimers();
   });
 
-  it("collects every interval until stopped", async () => {
+  it("collects every interval until stopped", () => {
     let collections = 0;
     const { logger } = capturingLogger();
     const stop = startPeriodicGc({ intervalMs: 20, gc: () => collections++, logger });
-    stops.push(stop);
-    await sleep(150);
+    vi.advanceTimersByTime(150);
     expect(collections).toBeGreaterThanOrEqual(3);
+    expect(collections).toBe(7);
     stop();
-    const atStop = collections;
-    await sleep(80);
-    expect(collections).toBe(atStop);
+    vi.advanceTimersByTime(100);
+    expect(collections).toBe(7);
   });
 
-  it("does nothing without gc() (Node.js without --expose-gc) and says so at debug", async () => {
+  it("does nothing without gc() (Node.js without --expose-gc) and says so at debug", () => {
     const { logger, lines } = capturingLogger();
-    stops.push(startPeriodicGc({ intervalMs: 10, gc: undefined, logger }));
-    await sleep(30);
+    const stop = startPeriodicGc({ intervalMs: 10, gc: undefined, logger });
+    expect(vi.getTimerCount()).toBe(0);
+    stop();
     expect(lines.map((l) => l.msg)).toEqual(["no periodic garbage collection: Node.js runs without --expose-gc"]);
   });
 });
